@@ -1,0 +1,86 @@
+"""Shared fixtures: asyncio backend, a clean environment, no blocking calls on the loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self
+
+import pytest
+import structlog
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+collect_ignore = ["typing"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # aiohttp runs only on asyncio.
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key or override from the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TOOL_WORKER__") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """Tests see log events through capture_logs; nothing is written to the terminal."""
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.testing.LogCapture()],
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        cache_logger_on_first_use=False,
+    )
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test whose code blocks the event loop (a sync handler run inline, time.sleep)."""
+    if "no_blockbuster" in request.keywords:
+        yield
+        return
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["worker", "tools"]) as bb:
+        # Importing handler modules at start reads files on purpose, before the loop serves.
+        for name in ("os.stat", "io.BufferedReader.read", "os.path.isfile"):
+            if name in bb.functions:
+                bb.functions[name].deactivate()
+        yield
+
+
+def make_settings(**sections: Any) -> Any:
+    """Settings from plain dicts, as a TOML file would give them, with a test key."""
+    from worker.config import Secret, Settings
+
+    return Settings.model_validate(sections).model_copy(update={"api_key": Secret("sk-test")})
+
+
+class ServedApp:
+    """A tiny aiohttp.web app on loopback: the aiohttp version of httpx's MockTransport."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.url = ""
+        self._runner: Any = None
+
+    async def __aenter__(self) -> Self:
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()

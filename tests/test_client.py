@@ -1,0 +1,260 @@
+"""The API client against tiny aiohttp apps: headers, parsing, retries, and only ApiError escapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+from aiohttp import web
+
+from tests.conftest import ServedApp
+from worker.backends import OpenAIProfile
+from worker.client import ApiClient, RetryPolicy
+from worker.config import ApiSettings, Secret
+from worker.errors import (
+    ApiConnectionError,
+    ApiStatusError,
+    ApiTimeout,
+    AuthError,
+    NotFound,
+    RateLimited,
+    RunNotActionable,
+)
+from worker.metrics import Metrics
+from worker.models import RunStatus, ToolOutput
+
+KEY = "sk-test-abcdefghijklmnop"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def run_json(status: str = "requires_action", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "run_1", "object": "thread.run", "thread_id": "thread_1", "assistant_id": "asst_1",
+        "status": status, "expires_at": 2_000_000_000,
+        "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "add", "arguments": '{"a": 1}'}}]}},
+        **extra,
+    }
+
+
+def make_client(url: str, *, retries: int = 3, timeout_s: float = 5.0) -> ApiClient:
+    settings = ApiSettings(base_url=f"{url}/v1", request_timeout_s=timeout_s, max_retries=retries)
+    profile = OpenAIProfile.from_settings(settings, Secret(KEY))
+    return ApiClient(profile, settings, Metrics(), retry=RetryPolicy(retries, base_s=0.001))
+
+
+def app_with(handler: Handler, path: str = "/v1/threads/thread_1/runs/run_1",
+             method: str = "GET") -> web.Application:
+    app = web.Application()
+    app.router.add_route(method, path, handler)
+    return app
+
+
+async def test_requests_carry_auth_and_beta_headers() -> None:
+    """Every request sends the bearer key and OpenAI-Beta: assistants=v2."""
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response(run_json())
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        run = await client.retrieve_run("thread_1", "run_1")
+    assert seen[0]["Authorization"] == f"Bearer {KEY}"
+    assert seen[0]["OpenAI-Beta"] == "assistants=v2"
+    assert run.status is RunStatus.REQUIRES_ACTION
+    assert run.wants_tool_outputs
+    assert run.tool_calls[0].name == "add"
+
+
+async def test_odd_but_legal_runs_parse() -> None:
+    """Unknown fields, unknown statuses, null fields and other action types do not break parsing."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(run_json(
+            "some_future_status", surprise={"x": 1}, required_action=None, expires_at=None))
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        run = await client.retrieve_run("thread_1", "run_1")
+    assert run.status is RunStatus.UNKNOWN
+    assert run.tool_calls == ()
+    assert run.expires_at is None
+    assert not run.wants_tool_outputs
+
+
+async def test_submit_sends_exactly_the_outputs() -> None:
+    """The body holds only tool_outputs with tool_call_id and output."""
+    bodies: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response(run_json("queued", required_action=None))
+
+    app = app_with(handler, "/v1/threads/thread_1/runs/run_1/submit_tool_outputs", "POST")
+    async with ServedApp(app) as server, make_client(server.url) as client:
+        run = await client.submit_tool_outputs(
+            "thread_1", "run_1", [ToolOutput("call_1", "2", "add", "ok", 0.01)])
+    assert bodies == [{"tool_outputs": [{"tool_call_id": "call_1", "output": "2"}]}]
+    assert run.status is RunStatus.QUEUED
+
+
+async def test_server_errors_are_retried_until_success() -> None:
+    """503 then 502 then 200: the client retries and returns the answer."""
+    answers = [503, 502, 200]
+
+    async def handler(request: web.Request) -> web.Response:
+        status = answers.pop(0)
+        if status != 200:
+            return web.json_response({"error": {"message": "overloaded"}}, status=status)
+        return web.json_response(run_json())
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        run = await client.retrieve_run("thread_1", "run_1")
+        retries = client._metrics.registry.get_sample_value(
+            "toolworker_api_retries_total", {"endpoint": "retrieve_run"})
+    assert run.id == "run_1"
+    assert answers == []
+    assert retries == 2
+
+
+async def test_rate_limit_honours_retry_after_ms() -> None:
+    """A 429 with retry-after-ms waits that long (not more than a little) and retries."""
+    times: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        times.append(anyio.current_time())
+        if len(times) == 1:
+            return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                     headers={"retry-after-ms": "300"})
+        return web.json_response(run_json())
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        await client.retrieve_run("thread_1", "run_1")
+    assert times[1] - times[0] >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "method", "path"),
+    [
+        (401, AuthError, "GET", "/v1/threads/thread_1/runs/run_1"),
+        (404, NotFound, "GET", "/v1/threads/thread_1/runs/run_1"),
+        (400, RunNotActionable, "POST", "/v1/threads/thread_1/runs/run_1/submit_tool_outputs"),
+        (422, ApiStatusError, "GET", "/v1/threads/thread_1/runs/run_1"),
+    ],
+)
+async def test_client_errors_are_not_retried(
+    status: int, error: type[Exception], method: str, path: str
+) -> None:
+    """4xx answers raise their typed error after one request, with the API's message."""
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        body = {"error": {"message": "Runs in status \"completed\" do not accept tool outputs.",
+                          "code": None}}
+        return web.json_response(body, status=status, headers={"x-request-id": "req_42"})
+
+    async with ServedApp(app_with(handler, path, method)) as server, make_client(server.url) as c:
+        request = (
+            c.submit_tool_outputs("thread_1", "run_1", [])
+            if method == "POST"
+            else c.retrieve_run("thread_1", "run_1")
+        )
+        with pytest.raises(error) as info:
+            await request
+    assert calls == 1
+    assert "do not accept tool outputs" in str(info.value)
+    assert "req_42" in str(info.value)
+    assert KEY not in str(info.value)
+
+
+async def test_refused_connection_is_an_api_connection_error() -> None:
+    """Nothing listening: ApiConnectionError after the retries, never an aiohttp exception."""
+    async with ServedApp(web.Application()) as server:
+        url = server.url
+    async with make_client(url, retries=1) as client:
+        with pytest.raises(ApiConnectionError, match="connection to the API failed"):
+            await client.retrieve_run("thread_1", "run_1")
+
+
+async def test_slow_answer_is_an_api_timeout() -> None:
+    """An answer slower than request_timeout_s raises ApiTimeout."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await anyio.sleep(5)
+        return web.json_response(run_json())
+
+    async with (
+        ServedApp(app_with(handler)) as server,
+        make_client(server.url, retries=0, timeout_s=0.2) as client,
+    ):
+        with pytest.raises(ApiTimeout, match="no answer within 0.2 s"):
+            await client.retrieve_run("thread_1", "run_1")
+
+
+async def test_dropped_connection_is_retried() -> None:
+    """A connection closed without an answer is retried like a 5xx."""
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        return web.json_response(run_json())
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        run = await client.retrieve_run("thread_1", "run_1")
+    assert (calls, run.id) == (2, "run_1")
+
+
+async def test_non_json_answer_is_an_api_error() -> None:
+    """A 200 whose body is not JSON raises ApiStatusError naming the endpoint."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="<html>gateway</html>")
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        with pytest.raises(ApiStatusError, match="retrieve_run: .*not JSON"):
+            await client.retrieve_run("thread_1", "run_1")
+
+
+async def test_retries_stop_at_the_deadline() -> None:
+    """A submit is not retried past its deadline."""
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response({"error": {"message": "busy"}}, status=429,
+                                 headers={"retry-after": "10"})
+
+    app = app_with(handler, "/v1/threads/thread_1/runs/run_1/submit_tool_outputs", "POST")
+    async with ServedApp(app) as server, make_client(server.url) as client:
+        with pytest.raises(RateLimited):
+            await client.submit_tool_outputs(
+                "thread_1", "run_1", [], deadline=anyio.current_time() + 1.0)
+    assert calls == 1
+
+
+async def test_list_runs_passes_order_and_limit() -> None:
+    """list_runs asks for the newest run first."""
+    queries: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        queries.append(dict(request.query))
+        return web.json_response({"object": "list", "data": [run_json()], "has_more": False})
+
+    app = app_with(handler, "/v1/threads/thread_1/runs")
+    async with ServedApp(app) as server, make_client(server.url) as client:
+        runs = await client.list_runs("thread_1")
+    assert queries == [{"limit": "1", "order": "desc"}]
+    assert [r.id for r in runs] == ["run_1"]
+    assert json.dumps(queries)

@@ -1,0 +1,40 @@
+"""tool-worker: run the function tool calls of Assistants API runs and submit them in one batch."""
+
+__version__ = "0.1.0"
+
+from .context import ToolContext
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiStatusError,
+    ApiTimeout,
+    AuthError,
+    ConfigError,
+    NotFound,
+    RateLimited,
+    RunNotActionable,
+    ToolArgumentsError,
+    ToolError,
+    ToolNotFound,
+    WorkerError,
+)
+from .registry import tool
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "ApiStatusError",
+    "ApiTimeout",
+    "AuthError",
+    "ConfigError",
+    "NotFound",
+    "RateLimited",
+    "RunNotActionable",
+    "ToolArgumentsError",
+    "ToolContext",
+    "ToolError",
+    "ToolNotFound",
+    "WorkerError",
+    "__version__",
+    "tool",
+]

@@ -1,0 +1,264 @@
+"""ApiClient: one aiohttp session to the Assistants API; retries, Retry-After, errors -> ApiError."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Self
+
+import aiohttp
+import anyio
+
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiStatusError,
+    ApiTimeout,
+    AuthError,
+    NotFound,
+    RateLimited,
+    RunNotActionable,
+)
+from .models import Run, ToolOutput
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+
+    from .backends import BackendProfile
+    from .config import ApiSettings
+    from .metrics import Metrics
+
+__all__ = ["ApiClient", "RetryPolicy"]
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; ``Retry-After`` wins when the API sends it."""
+
+    def __init__(
+        self, max_retries: int, *, base_s: float = 0.25, cap_s: float = 8.0, seed: int | None = None
+    ) -> None:
+        self.max_retries = max_retries
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._random = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+
+    def delay_s(self, attempt: int, error: ApiError) -> float:
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            return min(error.retry_after_s, 60.0)
+        return self._random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+
+    @staticmethod
+    def is_retryable(error: ApiError) -> bool:
+        if isinstance(error, ApiStatusError):
+            return error.status in RETRYABLE_STATUSES
+        return isinstance(error, ApiConnectionError | ApiTimeout)
+
+
+class ApiClient:
+    """The Assistants API endpoints the worker uses, over one pooled aiohttp session.
+
+    Use it as ``async with ApiClient(...) as client``. Every method raises only ``ApiError``.
+    """
+
+    def __init__(
+        self,
+        profile: BackendProfile,
+        settings: ApiSettings,
+        metrics: Metrics,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._profile = profile
+        self._settings = settings
+        self._metrics = metrics
+        self._retry = retry or RetryPolicy(settings.max_retries)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._settings.max_connections),
+            timeout=aiohttp.ClientTimeout(
+                total=self._settings.request_timeout_s, connect=self._settings.connect_timeout_s
+            ),
+            headers=self._profile.headers(),
+            json_serialize=json.dumps,
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
+        data = await self._request("GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}")
+        return Run.from_json(data)
+
+    async def list_runs(self, thread_id: str, *, limit: int = 1, order: str = "desc") -> list[Run]:
+        """The thread's runs, newest first by default; ``limit=1`` finds the active one."""
+        data = await self._request(
+            "GET", "list_runs", f"/threads/{thread_id}/runs", params={"limit": limit, "order": order}
+        )
+        return [Run.from_json(item) for item in data.get("data") or []]
+
+    async def submit_tool_outputs(
+        self,
+        thread_id: str,
+        run_id: str,
+        outputs: Sequence[ToolOutput],
+        *,
+        deadline: float | None = None,
+    ) -> Run:
+        """Submit every output of a round in one request; retries stop at ``deadline``.
+
+        Raises:
+            RunNotActionable: the run does not take these outputs (any more).
+        """
+        body = {"tool_outputs": [output.to_json() for output in outputs]}
+        data = await self._request(
+            "POST",
+            "submit_tool_outputs",
+            f"/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+            body=body,
+            deadline=deadline,
+        )
+        return Run.from_json(data)
+
+    async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The key's assistants; the worker calls it at start to check the key."""
+        data = await self._request("GET", "list_assistants", "/assistants", params={"limit": limit})
+        return list(data.get("data") or [])
+
+    async def cancel_run(self, thread_id: str, run_id: str) -> Run:
+        data = await self._request("POST", "cancel_run", f"/threads/{thread_id}/runs/{run_id}/cancel")
+        return Run.from_json(data)
+
+    async def _request(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return await self._request_once(method, endpoint, path, params, body, deadline)
+            except ApiError as error:
+                if attempt >= self._retry.max_retries or not self._retry.is_retryable(error):
+                    raise
+                delay_s = self._retry.delay_s(attempt, error)
+                if deadline is not None and anyio.current_time() + delay_s >= deadline:
+                    raise
+                attempt += 1
+                self._metrics.api_retries.labels(endpoint).inc()
+                await anyio.sleep(delay_s)
+
+    async def _request_once(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
+        timeout_s = self._settings.request_timeout_s
+        if deadline is not None:
+            timeout_s = min(timeout_s, max(deadline - anyio.current_time(), 0.001))
+        started = anyio.current_time()
+        status = "error"
+        try:
+            with _translate_errors(endpoint, timeout_s):
+                async with self._session.request(
+                    method,
+                    self._profile.url(path),
+                    params=params,
+                    json=body,
+                    timeout=aiohttp.ClientTimeout(
+                        total=timeout_s, connect=self._settings.connect_timeout_s
+                    ),
+                ) as response:
+                    status = f"{response.status // 100}xx"
+                    payload = await response.read()
+                    if response.status >= 400:
+                        raise _status_error(endpoint, response, payload)
+                    return _decode(endpoint, payload)
+        finally:
+            self._metrics.api_requests.labels(endpoint, status).inc()
+            self._metrics.api_request_duration.labels(endpoint).observe(
+                anyio.current_time() - started
+            )
+
+
+@contextmanager
+def _translate_errors(endpoint: str, timeout_s: float) -> Iterator[None]:
+    """The one place where aiohttp's and asyncio's exceptions become ``ApiError``."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise ApiTimeout(endpoint, timeout_s) from exc
+    except aiohttp.ClientError as exc:
+        raise ApiConnectionError(endpoint, type(exc).__name__) from exc
+
+
+def _decode(endpoint: str, payload: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise ApiStatusError(200, endpoint, "the answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiStatusError(200, endpoint, "the answer is not a JSON object")
+    return data
+
+
+def _status_error(endpoint: str, response: aiohttp.ClientResponse, payload: bytes) -> ApiStatusError:
+    message, code = _error_fields(payload)
+    request_id = response.headers.get("x-request-id")
+    status = response.status
+    if status in (401, 403):
+        return AuthError(status, endpoint, message, request_id=request_id, code=code)
+    if status == 404:
+        return NotFound(status, endpoint, message, request_id=request_id, code=code)
+    if status == 429:
+        return RateLimited(
+            status, endpoint, message, request_id=request_id, code=code,
+            retry_after_s=_retry_after_s(response.headers),
+        )
+    if status == 400 and endpoint == "submit_tool_outputs":
+        return RunNotActionable(status, endpoint, message, request_id=request_id, code=code)
+    return ApiStatusError(status, endpoint, message, request_id=request_id, code=code)
+
+
+def _error_fields(payload: bytes) -> tuple[str, str | None]:
+    try:
+        error = json.loads(payload).get("error") or {}
+        return str(error.get("message") or "no message"), error.get("code")
+    except (ValueError, AttributeError):
+        return payload[:200].decode("utf-8", "replace") or "no message", None
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(float(value) * scale, 0.0)
+        except ValueError:
+            continue  # an HTTP date: fall back to our own backoff
+    return None

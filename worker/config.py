@@ -1,0 +1,216 @@
+"""Settings: the TOML file, ``TOOL_WORKER__SECTION__KEY`` overrides and the API key, as frozen values."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ApiSettings",
+    "LoggingSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "ShutdownSettings",
+    "ToolsSettings",
+    "WatchSettings",
+    "load_config",
+]
+
+ENV_PREFIX = "TOOL_WORKER__"
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class Secret:
+    """A value that never shows itself in ``repr``, ``str``, logs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApiSettings(_Section):
+    """``[api]``: where the Assistants API is and how to talk to it."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key_file: Path | None = None
+    organization: str | None = None
+    project: str | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+    max_retries: int = Field(default=4, ge=0)
+
+
+class WatchSettings(_Section):
+    """``[watch]``: which threads to follow and how often to look at them."""
+
+    threads: tuple[str, ...] = ()
+    active_poll_interval_s: float = Field(default=0.5, gt=0)
+    idle_poll_interval_s: float = Field(default=5.0, gt=0)
+    max_concurrent_polls: int = Field(default=16, ge=1)
+
+
+class ToolsSettings(_Section):
+    """``[tools]``: handler modules and the limits every call runs under."""
+
+    modules: tuple[str, ...] = ("tools.builtin",)
+    default_timeout_s: float = Field(default=60.0, gt=0)
+    deadline_margin_s: float = Field(default=5.0, ge=0)
+    max_threads: int = Field(default=32, ge=1)
+    max_output_chars: int = Field(default=32_768, ge=256)
+    max_concurrent_rounds: int = Field(default=64, ge=1)
+
+
+class ServerSettings(_Section):
+    """``[server]``: the worker's own HTTP server (metrics, health)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class LoggingSettings(_Section):
+    """``[logging]``: format and level; ``auto`` is console on a terminal, JSON otherwise."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    log_arguments: bool = False
+
+
+class ShutdownSettings(_Section):
+    """``[shutdown]``: how long SIGTERM waits for rounds in flight before giving up on them."""
+
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+
+
+class Settings(_Section):
+    """Everything the worker is configured with; build it with ``load_config``."""
+
+    api: ApiSettings = ApiSettings()
+    watch: WatchSettings = WatchSettings()
+    tools: ToolsSettings = ToolsSettings()
+    server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    api_key: Secret | None = Field(default=None, exclude=True, repr=False)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_api_key: bool = True,
+) -> Settings:
+    """Read the TOML file (if any), apply environment overrides and find the API key.
+
+    Raises:
+        ConfigError: naming the file and key of the first problem.
+    """
+    env = os.environ if environ is None else environ
+    source = str(path) if path is not None else "defaults"
+    data = _read_toml(Path(path)) if path is not None else {}
+    _apply_env_overrides(data, env)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source) from None
+    key = _find_api_key(settings.api, env)
+    if require_api_key and key is None:
+        raise ConfigError(
+            f"no API key: set {API_KEY_ENV} or point [api] api_key_file at a file holding it",
+            source=source,
+            key="api.api_key_file",
+        )
+    return settings.model_copy(update={"api_key": key})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError("file not found; pass an existing --config FILE", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``TOOL_WORKER__WATCH__THREADS='["thread_a"]'`` sets ``[watch] threads``."""
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                "environment overrides look like TOOL_WORKER__SECTION__KEY", source=name
+            )
+        section, key = parts
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError("is not a section", source=name, key=section)
+        table[key] = _parse_env_value(raw)
+
+
+def _parse_env_value(raw: str) -> Any:
+    # A TOML literal ("5", "true", '["a", "b"]') keeps its type; anything else is a string.
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _find_api_key(api: ApiSettings, env: Mapping[str, str]) -> Secret | None:
+    if api.api_key_file is not None:
+        try:
+            value = api.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the API key file {api.api_key_file}: {exc.strerror}",
+                key="api.api_key_file",
+            ) from None
+        if not value:
+            raise ConfigError(f"the API key file {api.api_key_file} is empty", key="api.api_key_file")
+        return Secret(value)
+    value = env.get(API_KEY_ENV, "").strip()
+    return Secret(value) if value else None
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    location = first["loc"]
+    key = ".".join(str(part) for part in location)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; see config.example.toml for the keys that exist"
+    return ConfigError(message, source=source, key=key)

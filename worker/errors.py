@@ -1,0 +1,163 @@
+"""The exceptions of tool-worker, one tree rooted in ``WorkerError``.
+
+::
+
+    WorkerError
+    ├── ConfigError              the configuration file or environment is wrong; fix it and restart
+    ├── ApiError                 talking to the Assistants API failed
+    │   ├── ApiConnectionError   the connection failed or dropped before an answer arrived
+    │   ├── ApiTimeout           no answer within the request timeout
+    │   └── ApiStatusError       the API answered with an error status
+    │       ├── AuthError        401/403: the key is missing, wrong or lacks access
+    │       ├── RateLimited      429: slow down, honour ``retry_after_s``
+    │       ├── NotFound         404: the thread or run does not exist (for this key)
+    │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
+    ├── ToolNotFound             the model called a tool that is not registered
+    └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
+
+``ToolError`` is not a failure of the worker: handlers raise it to send its text to the model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "ApiStatusError",
+    "ApiTimeout",
+    "AuthError",
+    "ConfigError",
+    "NotFound",
+    "RateLimited",
+    "RunNotActionable",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolNotFound",
+    "WorkerError",
+]
+
+
+class WorkerError(Exception):
+    """Base of every error tool-worker raises on purpose."""
+
+
+class ConfigError(WorkerError):
+    """The configuration is invalid; the message names the file and key."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        self.source = source
+        self.key = key
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ApiError(WorkerError):
+    """A request to the Assistants API failed."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class ApiConnectionError(ApiError):
+    """The connection failed or was dropped before the answer arrived."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"{endpoint}: connection to the API failed ({reason}); "
+            "check [api] base_url and the network",
+            endpoint=endpoint,
+        )
+
+
+class ApiTimeout(ApiError):
+    """No answer arrived within the request timeout."""
+
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"{endpoint}: no answer within {timeout_s:g} s; "
+            "raise [api] request_timeout_s if the API is slow",
+            endpoint=endpoint,
+        )
+
+
+class ApiStatusError(ApiError):
+    """The API answered with an error status."""
+
+    def __init__(
+        self,
+        status: int,
+        endpoint: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.api_message = message
+        self.request_id = request_id
+        self.code = code
+        suffix = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"{endpoint}: HTTP {status}: {message}{suffix}", endpoint=endpoint)
+
+
+class AuthError(ApiStatusError):
+    """The API refused the key (401/403); set OPENAI_API_KEY or [api] api_key_file."""
+
+
+class RateLimited(ApiStatusError):
+    """The API answered 429; wait ``retry_after_s`` before the next request."""
+
+    def __init__(
+        self,
+        status: int,
+        endpoint: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(status, endpoint, message, request_id=request_id, code=code)
+
+
+class NotFound(ApiStatusError):
+    """The thread, run or assistant does not exist, or the key cannot see it."""
+
+
+class RunNotActionable(ApiStatusError):
+    """The run no longer accepts these tool outputs (it moved on, expired or was cancelled)."""
+
+
+class ToolNotFound(WorkerError):
+    """The model called a tool that no handler is registered for."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        listed = ", ".join(self.available) or "none"
+        super().__init__(f"unknown tool {name!r}; available tools: {listed}")
+
+
+class ToolArgumentsError(WorkerError):
+    """The model's arguments are not valid JSON or do not match the handler's parameters."""
+
+    def __init__(self, tool: str, problem: str) -> None:
+        self.tool = tool
+        self.problem = problem
+        super().__init__(f"invalid arguments for tool {tool!r}: {problem}")
+
+
+class ToolError(Exception):
+    """Raise in a handler to send this message to the model as the tool's output.
+
+    It is control flow, not a failure of the worker, so it is not a ``WorkerError``.
+    """

@@ -1,0 +1,73 @@
+"""Every ``toolworker_*`` metric, declared once on the worker's own CollectorRegistry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from . import __version__
+
+__all__ = ["CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
+
+# Closed sets of label values: label sets stay bounded, no ids ever become labels.
+CALL_OUTCOMES = ("ok", "error", "timeout", "invalid_arguments", "unknown_tool")
+SUBMIT_OUTCOMES = ("ok", "rejected", "already_submitted", "expired", "failed")
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """The worker's metrics; one instance per worker, so tests read exact values."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tool_calls = Counter(
+            "toolworker_tool_calls", "Tool calls answered, by tool and outcome.",
+            ["tool", "outcome"], registry=r,
+        )
+        self.tool_call_duration = Histogram(
+            "toolworker_tool_call_duration_seconds", "Time a handler took, by tool.",
+            ["tool"], buckets=_DURATION_BUCKETS, registry=r,
+        )
+        self.rounds = Counter(
+            "toolworker_rounds_submitted", "Rounds finished, by submission outcome.",
+            ["outcome"], registry=r,
+        )
+        self.round_latency = Histogram(
+            "toolworker_round_latency_seconds",
+            "From detecting a requires_action round to its submission being answered.",
+            buckets=_DURATION_BUCKETS, registry=r,
+        )
+        self.api_requests = Counter(
+            "toolworker_api_requests", "Requests to the Assistants API, by endpoint and status class.",
+            ["endpoint", "status"], registry=r,
+        )
+        self.api_request_duration = Histogram(
+            "toolworker_api_request_duration_seconds", "Duration of API requests, by endpoint.",
+            ["endpoint"], buckets=_DURATION_BUCKETS, registry=r,
+        )
+        self.api_retries = Counter(
+            "toolworker_api_retries", "API requests retried, by endpoint.", ["endpoint"], registry=r,
+        )
+        self.in_flight_calls = Gauge(
+            "toolworker_tool_calls_in_flight", "Tool calls running now.", registry=r,
+        )
+        self.watched_threads = Gauge(
+            "toolworker_watched_threads", "Threads the worker follows.", registry=r,
+        )
+        self.active_runs = Gauge(
+            "toolworker_active_runs", "Non-terminal runs the worker follows.", registry=r,
+        )
+        self.poll_cycles = Counter(
+            "toolworker_polls", "Thread and run polls made.", registry=r,
+        )
+        self.poll_lag = Histogram(
+            "toolworker_poll_lag_seconds", "How late polls start behind their schedule.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.build = Info("toolworker_build", "Version of tool-worker.", registry=r)
+        self.build.info({"version": __version__})
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
