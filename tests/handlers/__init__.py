@@ -1,0 +1,1 @@
+"""Handler modules the tests register, as a user's package would."""

@@ -1,0 +1,134 @@
+"""The dispatcher: all calls at once, and every failure turned into an output for the model."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.handlers import sample
+from worker.config import ToolsSettings
+from worker.dispatch import Dispatcher
+from worker.metrics import Metrics
+from worker.models import Round, ToolCall
+from worker.registry import Registry
+from worker.testing import call_tool, capture_logs
+
+
+def make_round(*calls: tuple[str, str]) -> Round:
+    return Round(
+        thread_id="thread_1", run_id="run_1", assistant_id="asst_1", expires_at=None,
+        tool_calls=tuple(ToolCall(f"call_{i}", name, args) for i, (name, args) in enumerate(calls)),
+        detected_at=anyio.current_time(),
+    )
+
+
+@pytest.fixture
+def dispatcher() -> Dispatcher:
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    return Dispatcher(registry, ToolsSettings(max_output_chars=1000), Metrics())
+
+
+async def test_calls_of_a_round_overlap(dispatcher: Dispatcher) -> None:
+    """Async and sync handlers of one round run at the same time."""
+    sample.CALLS.clear()
+    round_ = make_round(*[("nap", '{"seconds": 0.3}')] * 3,
+                        *[("blocking_sleep", '{"seconds": 0.3}')] * 3)
+    outputs = await dispatcher.run(round_)
+    assert [o.outcome for o in outputs] == ["ok"] * 6
+    assert [o.tool_call_id for o in outputs] == [f"call_{i}" for i in range(6)]
+    latest_start = max(start for _, _, start, _ in sample.CALLS)
+    earliest_end = min(end for _, _, _, end in sample.CALLS)
+    assert latest_start < earliest_end, "every call started before any call finished"
+
+
+async def test_outputs_keep_the_order_of_the_calls(dispatcher: Dispatcher) -> None:
+    """Outputs come back in the order of the round's calls, whatever order they finished in."""
+    round_ = make_round(("nap", '{"seconds": 0.2}'), ("add", '{"a": 1, "b": 2}'))
+    outputs = await dispatcher.run(round_)
+    assert [(o.tool_call_id, o.output) for o in outputs] == [
+        ("call_0", "napped 0.2"), ("call_1", "3")]
+
+
+@pytest.mark.parametrize(
+    ("call", "outcome", "text"),
+    [
+        (("add", "{not json"), "invalid_arguments", "invalid arguments for tool 'add': not valid JSON"),
+        (("add", "[1, 2]"), "invalid_arguments", "expected a JSON object"),
+        (("add", '{"b": 2}'), "invalid_arguments", "a: Field required"),
+        (("add", '{"a": "many"}'), "invalid_arguments", "a: Input should be a valid integer"),
+        (("add", '{"a": 1, "c": 3}'), "invalid_arguments", "c: unexpected argument"),
+        (("weather", '{"city": "Oslo", "unit": "k"}'), "invalid_arguments", "unit: Input should be 'c' or 'f'"),
+        (("get_stock", "{}"), "unknown_tool", "unknown tool 'get_stock'; available tools: add,"),
+        (("boom", "{}"), "error", "the tool 'boom' failed: RuntimeError: the database is on fire"),
+        (("hang", "{}"), "timeout", "the tool 'hang' timed out after 0.2 s"),
+        (("not_json", "{}"), "error", "cannot be encoded as JSON"),
+    ],
+)
+async def test_bad_input_becomes_a_clear_output(
+    dispatcher: Dispatcher, call: tuple[str, str], outcome: str, text: str
+) -> None:
+    """Every kind of failure is an output string; the other calls of the round are unharmed."""
+    outputs = await dispatcher.run(make_round(call, ("add", '{"a": 41}')))
+    assert outputs[0].outcome == outcome
+    assert text in outputs[0].output
+    assert (outputs[1].outcome, outputs[1].output) == ("ok", "42")
+
+
+async def test_tool_error_text_is_sent_verbatim(dispatcher: Dispatcher) -> None:
+    """ToolError's message is the output, without any prefix or traceback."""
+    (output,) = await dispatcher.run(make_round(("fail_politely", '{"city": "Atlantis"}')))
+    assert output.output == "city 'Atlantis' not found; pass a city name like 'Paris'"
+    assert output.outcome == "error"
+
+
+async def test_huge_output_is_truncated_with_a_marker(dispatcher: Dispatcher) -> None:
+    """An output over max_output_chars is cut to the limit and says so."""
+    (output,) = await dispatcher.run(make_round(("repeat", '{"text": "x", "times": 1000}')))
+    assert output.output == "x" * 1000
+    (output,) = await dispatcher.run(make_round(("repeat", '{"text": "x", "times": 5000}')))
+    assert len(output.output) == 1000
+    assert output.output.startswith("xxx")
+    assert output.output.endswith("of 5000 characters removed]")
+
+
+async def test_round_deadline_bounds_every_call(dispatcher: Dispatcher) -> None:
+    """No call runs past the round's deadline, whatever its own timeout."""
+    deadline = anyio.current_time() + 0.2
+    (output,) = await dispatcher.run(make_round(("nap", '{"seconds": 30}')), deadline=deadline)
+    assert output.outcome == "timeout"
+
+
+async def test_context_reaches_sync_handlers(dispatcher: Dispatcher) -> None:
+    """A sync handler in a worker thread receives the call's ToolContext."""
+    (output,) = await dispatcher.run(make_round(("describe", "{}")))
+    assert output.output == '{"thread_id":"thread_1","run_id":"run_1","tool_call_id":"call_0"}'
+
+
+async def test_logs_carry_the_call_ids(dispatcher: Dispatcher) -> None:
+    """Log lines about a call carry tool_call_id and tool."""
+    with capture_logs() as logs:
+        await dispatcher.run(make_round(("boom", "{}")))
+    (line,) = [entry for entry in logs if entry["event"] == "tool handler raised"]
+    assert line["tool_call_id"] == "call_0"
+    assert line["tool"] == "boom"
+
+
+async def test_metrics_count_each_outcome() -> None:
+    """Each answered call moves the counter of its tool and outcome by one."""
+    metrics = Metrics()
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    await Dispatcher(registry, ToolsSettings(), metrics).run(
+        make_round(("add", '{"a": 1}'), ("add", "nope"), ("missing", "{}")))
+    value = metrics.registry.get_sample_value
+    assert value("toolworker_tool_calls_total", {"tool": "add", "outcome": "ok"}) == 1
+    assert value("toolworker_tool_calls_total", {"tool": "add", "outcome": "invalid_arguments"}) == 1
+    assert value("toolworker_tool_calls_total", {"tool": "(unknown)", "outcome": "unknown_tool"}) == 1
+    assert value("toolworker_tool_calls_in_flight", {}) == 0
+
+
+async def test_call_tool_uses_the_real_path() -> None:
+    """worker.testing.call_tool validates and converts errors exactly as the worker does."""
+    output = await call_tool(sample.add, {"a": 2})
+    assert (output.outcome, output.output) == ("ok", "3")
+    output = await call_tool(sample.add, '{"a": "x"}')
+    assert output.outcome == "invalid_arguments"

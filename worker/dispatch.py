@@ -1,0 +1,162 @@
+"""Dispatcher: every call of a Round at once; every failure becomes an output string."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pydantic_core
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from .context import ToolContext
+from .errors import ToolArgumentsError, ToolError, ToolNotFound
+from .models import Round, ToolCall, ToolOutput
+
+if TYPE_CHECKING:
+    from .config import ToolsSettings
+    from .metrics import Metrics
+    from .registry import Registry, Tool
+
+__all__ = ["Dispatcher", "round_deadline"]
+
+TRUNCATION_MARKER = "\n[output truncated by tool-worker: {dropped} of {total} characters removed]"
+
+log = structlog.get_logger("worker.dispatch")
+
+
+def round_deadline(round_: Round, settings: ToolsSettings) -> float:
+    """The anyio-clock time by which the round's outputs must be ready to submit.
+
+    ``expires_at`` is epoch seconds on the API's clock; the margin leaves time to submit.
+    """
+    now = anyio.current_time()
+    if round_.expires_at is None:
+        return now + settings.default_timeout_s + settings.deadline_margin_s
+    return now + (round_.expires_at - time.time()) - settings.deadline_margin_s
+
+
+class Dispatcher:
+    """Runs every tool call of a round concurrently and returns one output per call, in order."""
+
+    def __init__(self, registry: Registry, settings: ToolsSettings, metrics: Metrics) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+        # Sync handlers share one pool of threads, so a burst of rounds cannot spawn thousands.
+        self._threads = anyio.CapacityLimiter(settings.max_threads)
+        self._per_tool = {
+            spec.name: anyio.CapacityLimiter(spec.max_concurrency)
+            for spec in registry
+            if spec.max_concurrency is not None
+        }
+
+    async def run(self, round_: Round, deadline: float | None = None) -> list[ToolOutput]:
+        """Answer every call of the round; never raises for a handler's or the model's fault."""
+        if deadline is None:
+            deadline = round_deadline(round_, self._settings)
+        outputs: list[ToolOutput | None] = [None] * len(round_.tool_calls)
+
+        async def answer(index: int, call: ToolCall) -> None:
+            outputs[index] = await self._answer(round_, call, deadline)
+
+        async with anyio.create_task_group() as tg:
+            for index, call in enumerate(round_.tool_calls):
+                tg.start_soon(answer, index, call)
+        return [output for output in outputs if output is not None]
+
+    async def _answer(self, round_: Round, call: ToolCall, deadline: float) -> ToolOutput:
+        started = anyio.current_time()
+        with bound_contextvars(tool_call_id=call.id, tool=call.name):
+            self._metrics.in_flight_calls.inc()
+            try:
+                text, outcome = await self._execute(round_, call, deadline)
+            finally:
+                self._metrics.in_flight_calls.dec()
+            duration_s = anyio.current_time() - started
+            text = self._truncate(text)
+            tool_label = call.name if outcome != "unknown_tool" else "(unknown)"
+            self._metrics.tool_calls.labels(tool_label, outcome).inc()
+            if outcome != "unknown_tool":
+                self._metrics.tool_call_duration.labels(tool_label).observe(duration_s)
+            log.debug("tool call answered", outcome=outcome, duration_s=round(duration_s, 4))
+        return ToolOutput(call.id, text, call.name, outcome, duration_s)
+
+    async def _execute(self, round_: Round, call: ToolCall, deadline: float) -> tuple[str, str]:
+        try:
+            spec = self._registry.get(call.name)
+        except ToolNotFound as exc:
+            log.warning("model called an unknown tool", available=exc.available)
+            return f"Error: {exc}.", "unknown_tool"
+        try:
+            kwargs = spec.signature.parse(call.arguments)
+        except ToolArgumentsError as exc:
+            log.warning("model sent invalid arguments", problem=exc.problem)
+            return f"Error: {exc}. Call the tool again with corrected arguments.", "invalid_arguments"
+        if spec.signature.context_param is not None:
+            kwargs[spec.signature.context_param] = ToolContext(
+                thread_id=round_.thread_id,
+                run_id=round_.run_id,
+                tool_call_id=call.id,
+                assistant_id=round_.assistant_id,
+                deadline=deadline,
+                log=structlog.get_logger("tool").bind(),
+            )
+        timeout_s = min(
+            spec.timeout_s or self._settings.default_timeout_s, deadline - anyio.current_time()
+        )
+        with anyio.move_on_after(max(timeout_s, 0)) as scope:
+            try:
+                result = await self._invoke(spec, kwargs)
+            except ToolError as exc:
+                return str(exc), "error"
+            except Exception as exc:
+                log.warning("tool handler raised", exc_info=exc)
+                return (
+                    f"Error: the tool {spec.name!r} failed: {type(exc).__name__}: {exc}"[:500],
+                    "error",
+                )
+        if scope.cancelled_caught:
+            log.warning("tool call timed out", timeout_s=round(timeout_s, 3))
+            return f"Error: the tool {spec.name!r} timed out after {max(timeout_s, 0):.1f} s.", "timeout"
+        return _encode(spec.name, result)
+
+    async def _invoke(self, spec: Tool, kwargs: dict[str, Any]) -> Any:
+        limiter = self._per_tool.get(spec.name)
+        if limiter is None:
+            return await self._call(spec, kwargs)
+        async with limiter:
+            return await self._call(spec, kwargs)
+
+    async def _call(self, spec: Tool, kwargs: dict[str, Any]) -> Any:
+        if spec.is_async:
+            return await spec.fn(**kwargs)
+        # abandon_on_cancel: a sync handler that overruns its timeout cannot be interrupted;
+        # the round goes on without it and the thread finishes in the background.
+        return await anyio.to_thread.run_sync(
+            functools.partial(spec.fn, **kwargs), limiter=self._threads, abandon_on_cancel=True
+        )
+
+    def _truncate(self, text: str) -> str:
+        limit = self._settings.max_output_chars
+        if len(text) <= limit:
+            return text
+        # The marker's own length depends on the count, so size it with the upper bound first.
+        kept = limit - len(TRUNCATION_MARKER.format(dropped=len(text), total=len(text)))
+        return text[:kept] + TRUNCATION_MARKER.format(dropped=len(text) - kept, total=len(text))
+
+
+def _encode(tool: str, result: Any) -> tuple[str, str]:
+    if isinstance(result, str):
+        return result, "ok"
+    try:
+        return pydantic_core.to_json(result).decode(), "ok"
+    except pydantic_core.PydanticSerializationError:
+        log.warning("tool returned a value that is not JSON-encodable", type=type(result).__name__)
+        return (
+            (f"Error: the tool {tool!r} returned a {type(result).__name__}, "
+            "which cannot be encoded as JSON."),
+            "error",
+        )

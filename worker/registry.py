@@ -1,0 +1,153 @@
+"""@tool turns a function into a Tool spec; Registry finds them in the configured modules."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from .errors import ConfigError, ToolNotFound
+from .schema import Signature, read_signature
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+__all__ = ["Registry", "Tool", "tool", "tool_spec"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ATTRIBUTE = "__tool_worker_tool__"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One registered handler, normalized once by ``@tool``."""
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    is_async: bool
+    signature: Signature
+    timeout_s: float | None
+    max_concurrency: int | None
+    origin: str  # "module:qualname", to name both places of a duplicate
+
+    def to_openai(self) -> dict[str, Any]:
+        """The tool as the Assistants API's ``tools`` array takes it."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.signature.json_schema(),
+            },
+        }
+
+
+@overload
+def tool(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, timeout: float | None = None, max_concurrency: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def tool(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a function as a tool handler; it stays callable as it was.
+
+    Args:
+        name: the tool's name as the model calls it; the function's name by default.
+        timeout: seconds a call may take; the configured default otherwise.
+        max_concurrency: how many calls of this tool may run at once.
+    """
+
+    def register(func: Callable[P, R]) -> Callable[P, R]:
+        tool_name = name or func.__name__
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"tool {tool_name!r}: timeout must be positive, got {timeout}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"tool {tool_name!r}: max_concurrency must be at least 1")
+        spec = Tool(
+            name=tool_name,
+            description=inspect.cleandoc(func.__doc__ or "").split("\n\n")[0],
+            fn=func,
+            is_async=inspect.iscoroutinefunction(func),
+            signature=read_signature(func, tool_name),
+            timeout_s=timeout,
+            max_concurrency=max_concurrency,
+            origin=f"{func.__module__}:{func.__qualname__}",
+        )
+        setattr(func, _ATTRIBUTE, spec)
+        return func
+
+    return register if fn is None else register(fn)
+
+
+def tool_spec(fn: Callable[..., Any]) -> Tool | None:
+    """The Tool behind a decorated function, or None."""
+    spec = getattr(fn, _ATTRIBUTE, None)
+    return spec if isinstance(spec, Tool) else None
+
+
+class Registry:
+    """The tools a worker answers, by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for spec in tools:
+            self.add(spec)
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[str]) -> Registry:
+        """Import each module and register every ``@tool`` in it.
+
+        Raises:
+            ConfigError: a module cannot be imported, or two handlers share a name.
+        """
+        registry = cls()
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:
+                raise ConfigError(
+                    f"cannot import handler module {module_name!r}: {type(exc).__name__}: {exc}",
+                    key="tools.modules",
+                ) from exc
+            for value in vars(module).values():
+                spec = tool_spec(value) if callable(value) else None
+                if spec is not None:
+                    registry.add(spec)
+        return registry
+
+    def add(self, spec: Tool) -> None:
+        existing = self._tools.get(spec.name)
+        if existing is not None and existing.fn is not spec.fn:
+            raise ConfigError(
+                f"two handlers are named {spec.name!r}: {existing.origin} and {spec.origin}; "
+                "rename one with @tool(name=...)",
+                key="tools.modules",
+            )
+        self._tools[spec.name] = spec
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolNotFound(name, self._tools) from None
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(sorted(self._tools.values(), key=lambda spec: spec.name))
+
+    def __len__(self) -> int:
+        return len(self._tools)
