@@ -1,0 +1,1 @@
+"""Tests of the simulator: the API's rules, its HTTP surface, faults, and the official SDK."""

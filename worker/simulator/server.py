@@ -1,0 +1,240 @@
+"""Simulator: the fake Assistants API served on loopback, with what tests assert on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from aiohttp import web
+
+from worker.simulator.faults import FaultInjector, FaultPlan
+from worker.simulator.routes import build_app
+from worker.simulator.state import ApiState, Submission
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from types import TracebackType
+
+    from anyio.abc import TaskStatus
+
+    from worker.simulator.wire import ToolCallScript
+
+__all__ = ["Simulator", "serve_forever"]
+
+_log = logging.getLogger(__name__)
+
+# In-flight requests (a latency fault, say) get this long to finish when the server stops.
+_SHUTDOWN_TIMEOUT_S = 1.0
+
+
+class Simulator:
+    """A fake of the Assistants API (v2) on aiohttp.web that keeps the real API's rules.
+
+    Runs follow scripted rounds of tool calls; every submission is recorded, and faults are
+    injected from a seeded plan. Use it as `async with Simulator() as sim:` (loopback, free port).
+
+    Args:
+        api_key: the only bearer token the server accepts.
+        thinking_s: how long a run stays queued/in_progress before each round or its answer.
+        latency_s: a delay added to every response, to model a remote API.
+        expires_after_s: how long after creation runs expire.
+        faults: latency, 429s, 5xx and dropped connections, per endpoint.
+        seed: the seed of every id the simulator makes.
+        require_beta_header: refuse requests without `OpenAI-Beta: assistants=v2`, as the API does.
+        access_log: log each request on the `aiohttp.access` logger.
+        clock: epoch seconds; inject a fake one to test time-based rules.
+
+    Attributes:
+        state: the `ApiState` behind the server; its methods are the endpoints without HTTP.
+        request_counts: requests by endpoint name, faulted or refused ones included.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "sk-sim",
+        *,
+        thinking_s: float = 0.0,
+        latency_s: float = 0.0,
+        expires_after_s: float = 600.0,
+        faults: FaultPlan | None = None,
+        seed: int = 0,
+        require_beta_header: bool = True,
+        access_log: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_key = api_key
+        self.state = ApiState(
+            seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock
+        )
+        self.request_counts: Counter[str] = Counter()
+        self._faults = FaultInjector(faults)
+        self._latency_s = latency_s
+        self._require_beta_header = require_beta_header
+        self._access_log = access_log
+        self._runner: web.AppRunner | None = None
+        self._host = "127.0.0.1"
+        self._port: int | None = None
+
+    # serving
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on `host:port` (0 picks a free port)."""
+        if self._runner is not None:
+            raise RuntimeError("Simulator already started; call aclose() first")
+        app = build_app(
+            self.state,
+            api_key=self.api_key,
+            faults=self._faults,
+            request_counts=self.request_counts,
+            require_beta_header=self._require_beta_header,
+            latency_s=self._latency_s,
+        )
+        runner = web.AppRunner(
+            app,
+            access_log=logging.getLogger("aiohttp.access") if self._access_log else None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._host = host
+        self._port = int(runner.addresses[0][1])
+
+    async def aclose(self) -> None:
+        """Stop listening and close open connections; a no-op when not started."""
+        runner, self._runner, self._port = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def serve(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled; for `port = await task_group.start(sim.serve)`."""
+        await self.start(host=host, port=port)
+        try:
+            _log.info("Assistants API simulator listening on %s", self.base_url)
+            task_status.started(self.port)
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._port is None:
+            raise RuntimeError("Simulator not started: use `async with sim:` or `await sim.start()`")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, like `http://127.0.0.1:PORT/v1`."""
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0", "::") else self._host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/v1"
+
+    # setting the scene (no HTTP)
+
+    def create_assistant(
+        self,
+        name: str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        model: str = "gpt-4o",
+        instructions: str | None = None,
+    ) -> str:
+        """Create an assistant with these function tools; returns its id."""
+        params = {"name": name, "tools": list(tools), "model": model, "instructions": instructions}
+        return str(self.state.create_assistant(params)["id"])
+
+    def create_thread(
+        self,
+        messages: Sequence[str | Mapping[str, Any]] = (),
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a thread, optionally with messages (a string is a user message); returns its id."""
+        bodies = [{"role": "user", "content": m} if isinstance(m, str) else m for m in messages]
+        return str(self.state.create_thread(bodies, metadata)["id"])
+
+    def create_run(
+        self,
+        thread_id: str,
+        assistant_id: str,
+        rounds: Sequence[Sequence[ToolCallScript]] | None = None,
+        expires_after_s: float | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start a run that goes through `rounds` of tool calls, then completes; returns its id.
+
+        Without `rounds`, the script is `metadata["sim_rounds"]` if given, else no tool calls.
+
+        Raises:
+            ValueError: unknown thread or assistant, or the thread already has an active run.
+        """
+        params = {"assistant_id": assistant_id, "metadata": dict(metadata or {})}
+        run = self.state.create_run(thread_id, params, rounds, expires_after_s)
+        return str(run["id"])
+
+    # what tests assert on
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The run's current RunObject JSON."""
+        return self.state.run(run_id)
+
+    def all_runs_terminal(self) -> bool:
+        """Whether every run has reached a terminal status."""
+        return self.state.all_runs_terminal()
+
+    @property
+    def submissions(self) -> list[Submission]:
+        """Every submit_tool_outputs request that reached the handler, accepted or not, in order."""
+        return list(self.state.submissions)
+
+    def accepted_submissions(self, run_id: str | None = None) -> list[Submission]:
+        """The submissions answered 200, optionally of one run only."""
+        return [
+            s for s in self.state.submissions
+            if s.status == 200 and (run_id is None or s.run_id == run_id)
+        ]
+
+    @property
+    def rounds_visible(self) -> dict[tuple[str, int], float]:
+        """`time.monotonic()` at which each (run_id, round_index) became requires_action."""
+        self.state.advance_all()
+        return dict(self.state.rounds_visible)
+
+    @property
+    def faults_injected(self) -> Counter[str]:
+        """Faults injected so far, by `"endpoint:kind"`."""
+        return self._faults.injected
+
+
+async def serve_forever(host: str, port: int, **simulator_kwargs: Any) -> None:
+    """Run a `Simulator(**simulator_kwargs)` on `host:port` until cancelled (`tool-worker simulate`)."""
+    await Simulator(**simulator_kwargs).serve(host=host, port=port)

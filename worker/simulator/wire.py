@@ -1,0 +1,267 @@
+"""Request and answer shapes of the API: error bodies, parameter checks, pages, scripted rounds."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Mapping, Sequence
+
+__all__ = [
+    "RequestRefused",
+    "ToolCallScript",
+    "check_fields",
+    "check_metadata",
+    "expect_round_ids",
+    "invalid_type",
+    "not_found",
+    "paginate",
+    "parse_sim_rounds",
+    "parse_tool_outputs",
+    "refuse",
+    "text_content",
+]
+
+# sim_rounds scripts are longer than the API's 512 characters a metadata value.
+_LONG_METADATA_KEYS = frozenset({"sim_rounds"})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallScript:
+    """One tool call the scripted "model" makes; `arguments` is sent verbatim, valid JSON or not."""
+
+    name: str
+    arguments: str
+
+
+class RequestRefused(ValueError):
+    """The API refuses a request: HTTP `status` with the real API's error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """`{"error": {"message", "type", "param", "code"}}`, as the API answers."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def refuse(message: str, *, param: str | None = None, code: str | None = None) -> RequestRefused:
+    """A 400 `invalid_request_error`."""
+    return RequestRefused(400, message, param=param, code=code)
+
+
+def not_found(kind: str, object_id: str) -> RequestRefused:
+    """The API's 404 for an unknown id."""
+    return RequestRefused(404, f"No {kind} found with id '{object_id}'.")
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = ((str, "a string"), (int, "an integer"), (float, "a decimal"), (list, "an array"))
+    return next((name for cls, name in kinds if isinstance(value, cls)), "an object")
+
+
+def invalid_type(param: str, expected: str, value: object) -> RequestRefused:
+    """The API's 400 for a parameter of the wrong JSON type."""
+    return refuse(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_kind(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def check_fields(
+    body: object,
+    allowed: Collection[str],
+    required: Iterable[str] = (),
+    *,
+    where: str = "",
+) -> dict[str, Any]:
+    """`body` as an object holding only `allowed` fields and every `required` one."""
+    if not isinstance(body, dict):
+        raise invalid_type(where or "body", "an object", body)
+    for name in body:
+        if name not in allowed:
+            raise refuse(f"Unknown parameter: '{where}{name}'.", param=f"{where}{name}",
+                         code="unknown_parameter")
+    for name in required:
+        if name not in body:
+            raise refuse(f"Missing required parameter: '{where}{name}'.", param=f"{where}{name}",
+                         code="missing_required_parameter")
+    return body
+
+
+def check_metadata(value: object, param: str = "metadata") -> dict[str, str]:
+    """At most 16 string values, keys up to 64 characters and values up to 512."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_type(param, "an object", value)
+    if len(value) > 16:
+        raise refuse(
+            f"Invalid '{param}': too many properties. Expected an object with at most 16 "
+            f"properties, but got an object with {len(value)} properties instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise invalid_type(f"{param}.{key}", "a string", item)
+        too_long = len(key) > 64 or (len(item) > 512 and key not in _LONG_METADATA_KEYS)
+        if too_long:
+            raise refuse(f"Invalid '{param}.{key}': string too long.", param=f"{param}.{key}",
+                         code="string_above_max_length")
+    return value
+
+
+def parse_tool_outputs(body: object) -> tuple[tuple[str, str], ...]:
+    """The (tool_call_id, output) pairs of a submit_tool_outputs body, or the API's 400."""
+    fields = check_fields(body, {"tool_outputs", "stream"}, ["tool_outputs"])
+    if fields.get("stream") not in (None, False):
+        if not isinstance(fields["stream"], bool):
+            raise invalid_type("stream", "a boolean", fields["stream"])
+        raise refuse("The simulator does not stream: leave 'stream' out or set it to false.",
+                     param="stream", code="unsupported_value")
+    items = fields["tool_outputs"]
+    if not isinstance(items, list):
+        raise invalid_type("tool_outputs", "an array", items)
+    pairs = []
+    for index, item in enumerate(items):
+        where = f"tool_outputs[{index}]"
+        output = check_fields(item, {"tool_call_id", "output"}, ["tool_call_id", "output"],
+                              where=f"{where}.")
+        for name in ("tool_call_id", "output"):
+            if not isinstance(output[name], str):
+                raise invalid_type(f"{where}.{name}", "a string", output[name])
+        pairs.append((output["tool_call_id"], output["output"]))
+    return tuple(pairs)
+
+
+def expect_round_ids(expected: Sequence[str], got: Sequence[str]) -> None:
+    """Refuse unless `got` holds each id of the round exactly once."""
+    if Counter(got) != Counter(expected):
+        raise refuse(
+            f"Expected tool outputs for call_ids {list(expected)}, got {list(got)}.",
+            param="tool_outputs",
+        )
+
+
+def parse_sim_rounds(text: object) -> tuple[tuple[ToolCallScript, ...], ...]:
+    """Rounds from `metadata["sim_rounds"]`: `[[{"name": ..., "arguments": "..."}], ...]`."""
+    if text is None:
+        return ()
+    try:
+        rounds: Any = json.loads(text) if isinstance(text, str) else None
+        return tuple(tuple(_scripted_call(call) for call in round_) for round_ in rounds)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise refuse(
+            "Invalid 'metadata.sim_rounds': expected a JSON string like "
+            '[[{"name": "echo", "arguments": "{}"}]] (a list of rounds of tool calls).',
+            param="metadata.sim_rounds",
+        ) from exc
+
+
+def _scripted_call(call: Mapping[str, Any]) -> ToolCallScript:
+    arguments = call["arguments"]
+    # An object where the JSON string belongs is taken as meant: encoded, not rejected.
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCallScript(str(call["name"]), text)
+
+
+def text_content(content: object) -> list[dict[str, Any]]:
+    """Message content as the API shows it: text parts carry a value and annotations."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": {"value": content, "annotations": []}}]
+    parts = content if isinstance(content, list) else []
+    return [
+        {"type": "text", "text": {"value": part["text"], "annotations": []}}
+        if part.get("type") == "text"
+        else dict(part)
+        for part in parts
+    ]
+
+
+def _check_page(limit: object, order: object) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise invalid_type("limit", "an integer", limit)
+    if limit < 1:
+        raise refuse(
+            "Invalid 'limit': integer below minimum value. "
+            f"Expected a value >= 1, but got {limit} instead.",
+            param="limit",
+            code="integer_below_min_value",
+        )
+    if limit > 100:
+        raise refuse(
+            "Invalid 'limit': integer above maximum value. "
+            f"Expected a value <= 100, but got {limit} instead.",
+            param="limit",
+            code="integer_above_max_value",
+        )
+    if order not in ("asc", "desc"):
+        raise refuse(f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                      param="order", code="invalid_value")
+
+
+def _cursor(ids: list[str], cursor: str, param: str) -> int:
+    try:
+        return ids.index(cursor)
+    except ValueError:
+        raise refuse(f"Invalid '{param}': no object with id '{cursor}' in this list.",
+                     param=param) from None
+
+
+def paginate(
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    limit: int = 20,
+    order: str = "desc",
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """A cursor page of `objects` (oldest first) as the API lists them.
+
+    `after` pages forward from a cursor, `before` pages back towards the start and returns the
+    items nearest to the cursor; `has_more` says whether more lie further in that direction.
+    An empty page has null `first_id` and `last_id`, as the API sends (the spec says string).
+    """
+    _check_page(limit, order)
+    ordered = list(objects) if order == "asc" else list(reversed(objects))
+    ids = [item["id"] for item in ordered]
+    start = 0 if after is None else _cursor(ids, after, "after") + 1
+    stop = len(ordered) if before is None else _cursor(ids, before, "before")
+    window = ordered[start:stop]
+    page = window[-limit:] if before is not None and after is None else window[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(window) > limit,
+    }
