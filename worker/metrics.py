@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from importlib.metadata import version
 
-from . import __version__
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 __all__ = ["CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
 
@@ -66,7 +66,7 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
         )
         self.build = Info("toolworker_build", "Version of tool-worker.", registry=r)
-        self.build.info({"version": __version__})
+        self.build.info({"version": version("tool-worker")})
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -19,13 +19,13 @@ from .models import Round, ToolCall, ToolOutput
 from .registry import Registry, tool_spec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, MutableMapping
 
 __all__ = ["call_tool", "capture_logs", "fake_context"]
 
 
 @contextmanager
-def capture_logs() -> Iterator[list[dict[str, Any]]]:
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Collect log events as dicts, with the bound ids (thread_id, run_id, tool_call_id)."""
     with structlog.testing.capture_logs(processors=[merge_contextvars]) as logs:
         yield logs

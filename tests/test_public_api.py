@@ -1,0 +1,53 @@
+"""The public surface is small and pinned: users import only what is listed here."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import worker
+
+
+def test_public_names_are_pinned() -> None:
+    """worker.__all__ is exactly the documented public API, sorted."""
+    assert worker.__all__ == [
+        "ApiConnectionError",
+        "ApiError",
+        "ApiStatusError",
+        "ApiTimeout",
+        "AuthError",
+        "ConfigError",
+        "NotFound",
+        "RateLimited",
+        "RunNotActionable",
+        "ToolArgumentsError",
+        "ToolContext",
+        "ToolError",
+        "ToolNotFound",
+        "WorkerError",
+        "__version__",
+        "tool",
+    ]
+    for name in worker.__all__:
+        assert hasattr(worker, name)
+
+
+def test_every_module_declares_all() -> None:
+    """Each module under worker/ says what it exports."""
+    missing = []
+    for info in pkgutil.walk_packages(worker.__path__, "worker."):
+        if info.name == "worker.__main__":
+            continue
+        module = importlib.import_module(info.name)
+        if not hasattr(module, "__all__"):
+            missing.append(info.name)
+    assert missing == []
+
+
+def test_every_error_is_a_worker_error() -> None:
+    """The exception tree has one root; ToolError is control flow for handlers, not a failure."""
+    for name in worker.__all__:
+        value = getattr(worker, name)
+        if isinstance(value, type) and issubclass(value, Exception) and name != "ToolError":
+            assert issubclass(value, worker.WorkerError), name
+    assert not issubclass(worker.ToolError, worker.WorkerError)

@@ -1,0 +1,206 @@
+"""Poller: one schedule for every watched thread; a requires_action run becomes a Round."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from .errors import ApiError, AuthError, NotFound
+from .models import Round, Run
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from .claims import LocalClaims
+    from .client import ApiClient
+    from .config import WatchSettings
+    from .metrics import Metrics
+
+__all__ = ["Poller"]
+
+log = structlog.get_logger("worker.poller")
+
+
+@dataclass(slots=True)
+class _Watch:
+    """What the poller knows of one thread; small, since there may be tens of thousands."""
+
+    thread_id: str
+    run_id: str | None = None  # the non-terminal run being followed
+    busy: bool = False  # a round of this thread is being dispatched: do not poll
+    polled: bool = False
+    due: float = 0.0  # the live heap entry; older entries of this thread are stale
+    other_action_logged: str | None = None
+
+
+class Poller:
+    """Polls watched threads on one timeline and sends each new round down a stream.
+
+    There is no task or timer per thread: a heap of next-poll times drives a single loop,
+    and polls run in a task group bounded by ``max_concurrent_polls``.
+    """
+
+    def __init__(
+        self, client: ApiClient, settings: WatchSettings, metrics: Metrics, claims: LocalClaims
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._metrics = metrics
+        self._claims = claims
+        self._watches: dict[str, _Watch] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        self._stopping = False
+        self.auth_failures = 0
+        self.last_success: float | None = None
+        for thread_id in settings.threads:
+            self.watch(thread_id)
+
+    def watch(self, thread_id: str, run_id: str | None = None) -> None:
+        """Follow a thread (and optionally a known run of it) from now on."""
+        existing = self._watches.get(thread_id)
+        if existing is None:
+            self._watches[thread_id] = _Watch(thread_id)
+            self._metrics.watched_threads.set(len(self._watches))
+        if run_id is not None and self._watches[thread_id].run_id is None:
+            self._set_run(self._watches[thread_id], run_id)
+        self._schedule(thread_id, 0.0)
+
+    def round_finished(self, round_: Round) -> None:
+        """The round was submitted (or given up): look at its run again right away."""
+        watch = self._watches.get(round_.thread_id)
+        if watch is not None:
+            watch.busy = False
+            self._schedule(round_.thread_id, 0.0)
+
+    def stop(self) -> None:
+        """Stop taking new rounds; ``run`` returns after the polls in progress."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Every thread was polled and none has an active run or a round in flight."""
+        return all(w.polled and w.run_id is None and not w.busy for w in self._watches.values())
+
+    async def run(self, send: MemoryObjectSendStream[Round], *, until_idle: bool = False) -> None:
+        """Poll until stopped (or, with ``until_idle``, until there is nothing left to do)."""
+        # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the poll task.
+        slots = anyio.Semaphore(self._settings.max_concurrent_polls)
+        async with send, anyio.create_task_group() as tg:
+            while not self._stopping:
+                if until_idle and self.idle and slots.value == self._settings.max_concurrent_polls:
+                    break
+                now = anyio.current_time()
+                while self._heap and self._heap[0][0] <= now and not self._stopping:
+                    due, _, thread_id = heapq.heappop(self._heap)
+                    watch = self._watches.get(thread_id)
+                    if watch is None or watch.busy or watch.due != due:
+                        continue
+                    self._metrics.poll_lag.observe(now - due)
+                    await slots.acquire()
+                    tg.start_soon(self._poll_and_release, watch, send, slots)
+                await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout_s = self._heap[0][0] - anyio.current_time() if self._heap else 1.0
+        with anyio.move_on_after(max(timeout_s, 0.0)):
+            await self._wake.wait()
+        self._wake = anyio.Event()
+
+    def _schedule(self, thread_id: str, delay_s: float) -> None:
+        due = anyio.current_time() + delay_s
+        self._watches[thread_id].due = due
+        heapq.heappush(self._heap, (due, next(self._seq), thread_id))
+        if delay_s <= 0:
+            self._wake.set()
+
+    async def _poll_and_release(
+        self, watch: _Watch, send: MemoryObjectSendStream[Round], slots: anyio.Semaphore
+    ) -> None:
+        try:
+            delay_s = await self._poll(watch, send)
+        finally:
+            slots.release()
+            self._wake.set()  # let an until_idle loop re-check
+        if delay_s is not None:
+            self._schedule(watch.thread_id, delay_s)
+
+    async def _poll(self, watch: _Watch, send: MemoryObjectSendStream[Round]) -> float | None:
+        """Look at the thread once; returns when to look again (None: a round took it)."""
+        with structlog.contextvars.bound_contextvars(thread_id=watch.thread_id):
+            self._metrics.poll_cycles.inc()
+            try:
+                run = await self._current_run(watch)
+            except NotFound:
+                return self._lost(watch)
+            except AuthError as exc:
+                self.auth_failures += 1
+                log.error("the API refused the key", error=str(exc))
+                return self._settings.idle_poll_interval_s
+            except ApiError as exc:
+                log.warning("polling the thread failed", error=str(exc))
+                return self._settings.idle_poll_interval_s
+            self.auth_failures = 0
+            self.last_success = anyio.current_time()
+            watch.polled = True
+            return await self._follow(watch, run, send)
+
+    async def _current_run(self, watch: _Watch) -> Run | None:
+        if watch.run_id is not None:
+            return await self._client.retrieve_run(watch.thread_id, watch.run_id)
+        runs = await self._client.list_runs(watch.thread_id, limit=1)
+        return runs[0] if runs else None
+
+    async def _follow(
+        self, watch: _Watch, run: Run | None, send: MemoryObjectSendStream[Round]
+    ) -> float | None:
+        if run is None or run.status.is_terminal:
+            if watch.run_id is not None:
+                # The run just ended; a follow-up run often starts soon after.
+                self._claims.forget_run(watch.run_id)
+                self._set_run(watch, None)
+                return self._settings.active_poll_interval_s
+            return self._settings.idle_poll_interval_s
+        self._set_run(watch, run.id)
+        if run.wants_tool_outputs and not self._stopping:
+            round_ = Round.from_run(run, detected_at=anyio.current_time())
+            if self._claims.try_claim(run.id, round_.key):
+                watch.busy = True
+                log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
+                await send.send(round_)
+                return None
+        elif (
+            run.required_action_type not in (None, "submit_tool_outputs")
+            and watch.other_action_logged != run.id
+        ):
+            watch.other_action_logged = run.id
+            log.info(
+                "run waits for an action this worker does not take; leaving it alone",
+                run_id=run.id,
+                action=run.required_action_type,
+            )
+        return self._settings.active_poll_interval_s
+
+    def _set_run(self, watch: _Watch, run_id: str | None) -> None:
+        delta = (run_id is not None) - (watch.run_id is not None)
+        watch.run_id = run_id
+        if delta:
+            self._metrics.active_runs.inc(delta)
+
+    def _lost(self, watch: _Watch) -> float | None:
+        if watch.run_id is not None:
+            log.warning("the followed run is gone; looking for the thread's newest run")
+            self._claims.forget_run(watch.run_id)
+            self._set_run(watch, None)
+            return 0.0
+        log.error("thread not found; no longer watching it")
+        del self._watches[watch.thread_id]
+        self._metrics.watched_threads.set(len(self._watches))
+        return None
