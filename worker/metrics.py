@@ -12,6 +12,9 @@ __all__ = ["CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
 CALL_OUTCOMES = ("ok", "error", "timeout", "invalid_arguments", "unknown_tool")
 SUBMIT_OUTCOMES = ("ok", "rejected", "already_submitted", "expired", "failed")
 
+# Read once at import: it reads package metadata from disk.
+_VERSION = version("tool-worker")
+
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -66,7 +69,7 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
         )
         self.build = Info("toolworker_build", "Version of tool-worker.", registry=r)
-        self.build.info({"version": version("tool-worker")})
+        self.build.info({"version": _VERSION})
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
