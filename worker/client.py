@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import anyio
+import structlog
 
 from .errors import (
     ApiConnectionError,
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 __all__ = ["ApiClient", "RetryPolicy"]
+
+log = structlog.get_logger("worker.client")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -153,17 +156,26 @@ class ApiClient:
         deadline: float | None = None,
     ) -> dict[str, Any]:
         attempt = 0
+        maybe_applied = False
         while True:
             try:
                 return await self._request_once(method, endpoint, path, params, body, deadline)
+            except RunNotActionable as error:
+                # The API answers 400 to a repeated submit, so a 400 after an attempt whose
+                # answer was lost may mean that attempt was applied: say so to the caller.
+                error.after_lost_answer = maybe_applied
+                raise
             except ApiError as error:
                 if attempt >= self._retry.max_retries or not self._retry.is_retryable(error):
                     raise
                 delay_s = self._retry.delay_s(attempt, error)
                 if deadline is not None and anyio.current_time() + delay_s >= deadline:
                     raise
+                maybe_applied = maybe_applied or isinstance(error, ApiConnectionError | ApiTimeout)
                 attempt += 1
                 self._metrics.api_retries.labels(endpoint).inc()
+                log.warning("API request failed; retrying", endpoint=endpoint, error=str(error),
+                            attempt=attempt, delay_s=round(delay_s, 3))
                 await anyio.sleep(delay_s)
 
     async def _request_once(

@@ -134,7 +134,13 @@ class NotFound(ApiStatusError):
 
 
 class RunNotActionable(ApiStatusError):
-    """The run no longer accepts these tool outputs (it moved on, expired or was cancelled)."""
+    """The run no longer accepts these tool outputs (it moved on, expired or was cancelled).
+
+    ``after_lost_answer`` is True when an earlier attempt of the same request lost its answer,
+    so the refusal may be the API seeing our own outputs a second time.
+    """
+
+    after_lost_answer: bool = False
 
 
 class ToolNotFound(WorkerError):

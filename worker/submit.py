@@ -77,8 +77,8 @@ class Submitter:
         return "ok"
 
     async def _settle(self, round_: Round, exc: RunNotActionable) -> str:
-        # The API answers 400 to a repeated submit, so after a retry whose first answer was
-        # lost, a 400 may mean our own outputs were applied: the run tells which.
+        # The run tells what the 400 meant: it moved on (someone's outputs were applied),
+        # it ended, or it still waits and refused ours.
         try:
             run = await self._client.retrieve_run(round_.thread_id, round_.run_id)
         except ApiError:
@@ -92,6 +92,10 @@ class Submitter:
         if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING, RunStatus.FAILED):
             log.info("run ended before the outputs arrived", status=run.status.value)
             return "rejected"
+        if exc.after_lost_answer:
+            log.info("the answer to our submission was lost, but the run took the outputs")
+            return "ok"
+        log.info("another worker submitted this round first")
         return "already_submitted"
 
 

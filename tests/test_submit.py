@@ -1,0 +1,137 @@
+"""The submitter against the simulator: one request per round, and what each 400 meant."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from tests.e2e.conftest import calls
+from worker.backends import OpenAIProfile
+from worker.client import ApiClient, RetryPolicy
+from worker.config import ApiSettings, Secret
+from worker.metrics import Metrics
+from worker.models import Round, Run, ToolOutput
+from worker.simulator import FaultPlan, FaultRule, Simulator
+from worker.simulator.faults import FaultInjector
+from worker.submit import Submitter
+
+KEY = "sk-sim"
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[object]:
+    clients: list[ApiClient] = []
+
+    async def make(sim: Simulator) -> ApiClient:
+        settings = ApiSettings(base_url=sim.base_url, max_retries=3)
+        client = ApiClient(OpenAIProfile.from_settings(settings, Secret(KEY)), settings, Metrics(),
+                           retry=RetryPolicy(3, base_s=0.001))
+        clients.append(await client.__aenter__())
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+async def ready_round(sim: Simulator, client: ApiClient) -> Round:
+    assistant_id = sim.create_assistant(name="t", tools=[])
+    thread_id = sim.create_thread()
+    run_id = sim.create_run(thread_id, assistant_id,
+                            rounds=[calls(("add", {"a": 1}), ("add", {"a": 2}))])
+    with anyio.fail_after(5):
+        while not (run := await client.retrieve_run(thread_id, run_id)).wants_tool_outputs:
+            await anyio.sleep(0.01)
+    return Round.from_run(run, detected_at=anyio.current_time())
+
+
+def outputs_for(round_: Round) -> list[ToolOutput]:
+    return [ToolOutput(call.id, "ok", call.name, "ok", 0.0) for call in round_.tool_calls]
+
+
+def rounds_total(submitter: Submitter, outcome: str) -> float | None:
+    return submitter._metrics.registry.get_sample_value(
+        "toolworker_rounds_submitted_total", {"outcome": outcome})
+
+
+async def test_a_round_is_one_request(client_for) -> None:
+    """All outputs of the round go in a single accepted submission."""
+    async with Simulator(api_key=KEY) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        submitter = Submitter(client, Metrics())
+        assert await submitter.submit(round_, outputs_for(round_)) == "ok"
+    (submission,) = sim.submissions
+    assert submission.status == 200
+    assert {call_id for call_id, _ in submission.tool_outputs} == round_.key[1]
+
+
+def drop_first_submit_only() -> FaultPlan:
+    """A seeded plan whose first submit is applied but its answer lost, and the second is clean."""
+    for seed in range(200):
+        plan = FaultPlan(rules={"submit_tool_outputs": FaultRule(p_drop_after=0.5)}, seed=seed)
+        injector = FaultInjector(plan)
+        kinds = [injector.decide("submit_tool_outputs").kind for _ in range(2)]
+        if kinds == ["drop_after", None]:
+            return plan
+    raise AssertionError("no seed gives drop_after then no fault")
+
+
+async def test_a_lost_answer_then_400_counts_as_done(client_for) -> None:
+    """The connection drops after the API applied the outputs: the retry's 400 means success."""
+    async with Simulator(api_key=KEY, faults=drop_first_submit_only()) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        submitter = Submitter(client, Metrics())
+        assert await submitter.submit(round_, outputs_for(round_)) == "ok"
+        assert rounds_total(submitter, "ok") == 1
+    assert [s.status for s in sim.submissions] == [200, 400]
+    assert sim.faults_injected["submit_tool_outputs:drop_after"] == 1
+
+
+async def test_another_worker_submitting_first_is_not_an_error(client_for) -> None:
+    """A round someone else already answered is counted once as already_submitted, not retried."""
+    async with Simulator(api_key=KEY) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        other = Submitter(client, Metrics())
+        assert await other.submit(round_, outputs_for(round_)) == "ok"
+        submitter = Submitter(client, Metrics())
+        assert await submitter.submit(round_, outputs_for(round_)) == "already_submitted"
+        assert rounds_total(submitter, "already_submitted") == 1
+    assert [s.status for s in sim.submissions] == [200, 400]
+
+
+async def test_a_cancelled_run_is_rejected_once(client_for) -> None:
+    """A run cancelled while its tools ran refuses the outputs: one request, outcome rejected."""
+    async with Simulator(api_key=KEY) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        await client.cancel_run(round_.thread_id, round_.run_id)
+        submitter = Submitter(client, Metrics())
+        assert await submitter.submit(round_, outputs_for(round_)) == "rejected"
+    assert [s.status for s in sim.submissions] == [400]
+
+
+async def test_nothing_is_sent_after_expiry(client_for) -> None:
+    """A round whose run has expired is not submitted at all."""
+    async with Simulator(api_key=KEY) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        expired = Round(round_.thread_id, round_.run_id, round_.assistant_id,
+                        expires_at=1, tool_calls=round_.tool_calls, detected_at=0.0)
+        submitter = Submitter(client, Metrics())
+        assert await submitter.submit(expired, outputs_for(round_)) == "expired"
+    assert sim.submissions == []
+
+
+def test_run_parsing_ignores_non_function_calls() -> None:
+    """Tool calls of other types are not answered as functions."""
+    run = Run.from_json({"id": "run_1", "thread_id": "t", "status": "requires_action",
+                         "required_action": {"type": "submit_tool_outputs",
+                                             "submit_tool_outputs": {"tool_calls": [
+                                                 {"id": "c1", "type": "code_interpreter"}]}}})
+    assert run.tool_calls == ()
+    assert not run.wants_tool_outputs
