@@ -115,3 +115,23 @@ def test_the_key_never_prints() -> None:
     assert "sk-test" not in str(settings)
     assert repr(Secret("sk-abc")) == "Secret('***')"
     assert str(Secret("sk-abc")) == "***"
+
+
+def test_the_example_documents_every_key() -> None:
+    """config.example.toml loads as is and names every key of every section."""
+    import tomllib
+    from pathlib import Path
+
+    from worker.config import Settings
+
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    settings = load_config(example, environ=KEY)
+    assert settings.model_dump() == load_config(environ=KEY).model_dump()  # shows the defaults
+    text = example.read_text()
+    parsed = tomllib.loads(text)
+    for section, field in Settings.model_fields.items():
+        if section == "api_key":
+            continue
+        assert f"[{section}]" in text
+        for key in field.annotation.model_fields:  # type: ignore[union-attr]
+            assert key in parsed.get(section, {}) or f"# {key} = " in text, f"{section}.{key}"

@@ -132,3 +132,46 @@ async def test_call_tool_uses_the_real_path() -> None:
     assert (output.outcome, output.output) == ("ok", "3")
     output = await call_tool(sample.add, '{"a": "x"}')
     assert output.outcome == "invalid_arguments"
+
+
+async def test_too_many_calls_are_refused_but_answered() -> None:
+    """Calls past max_calls_per_round get an error output; the round keeps every id."""
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    dispatcher = Dispatcher(registry, ToolsSettings(max_calls_per_round=2), Metrics())
+    outputs = await dispatcher.run(make_round(*[("add", '{"a": 1}')] * 4))
+    assert [o.tool_call_id for o in outputs] == ["call_0", "call_1", "call_2", "call_3"]
+    assert [o.outcome for o in outputs] == ["ok", "ok", "error", "error"]
+    assert "asked for 4 tool calls; only the first 2 were run" in outputs[3].output
+
+
+async def test_huge_arguments_are_refused_unread() -> None:
+    """Arguments over max_arguments_chars are invalid without being parsed."""
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    dispatcher = Dispatcher(registry, ToolsSettings(max_arguments_chars=100), Metrics())
+    (output,) = await dispatcher.run(make_round(("add", '{"a": 1, "pad": "' + "x" * 200 + '"}')))
+    assert output.outcome == "invalid_arguments"
+    assert "more than the limit of 100" in output.output
+
+
+async def test_a_sync_handler_that_overruns_is_abandoned_and_counted() -> None:
+    """A blocking handler past its timeout cannot be stopped: the round goes on, and it is counted."""
+    metrics = Metrics()
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    dispatcher = Dispatcher(registry, ToolsSettings(), metrics)
+    deadline = anyio.current_time() + 0.2
+    (output,) = await dispatcher.run(make_round(("blocking_sleep", '{"seconds": 1.5}')),
+                                     deadline=deadline)
+    assert output.outcome == "timeout"
+    assert metrics.registry.get_sample_value(
+        "toolworker_abandoned_threads_total", {"tool": "blocking_sleep"}) == 1
+
+
+async def test_arguments_and_outputs_are_logged_only_when_asked() -> None:
+    """log_arguments puts arguments and outputs in the log; by default they stay out."""
+    registry = Registry.from_modules(["tests.handlers.sample"])
+    for enabled in (False, True):
+        dispatcher = Dispatcher(registry, ToolsSettings(), Metrics(), log_arguments=enabled)
+        with capture_logs() as logs:
+            await dispatcher.run(make_round(("add", '{"a": 7}')))
+        logged = [entry for entry in logs if "arguments" in entry or "output" in entry]
+        assert bool(logged) is enabled

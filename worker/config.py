@@ -85,6 +85,8 @@ class ToolsSettings(_Section):
     deadline_margin_s: float = Field(default=5.0, ge=0)
     max_threads: int = Field(default=32, ge=1)
     max_output_chars: int = Field(default=32_768, ge=256)
+    max_arguments_chars: int = Field(default=1_000_000, ge=2)
+    max_calls_per_round: int = Field(default=128, ge=1)
     max_concurrent_rounds: int = Field(default=64, ge=1)
 
 

@@ -69,7 +69,8 @@ class Worker:
         async with ApiClient(self._profile, self.settings.api, self.metrics) as client:
             await self._check_access(client)
             self.poller = Poller(client, self.settings.watch, self.metrics, LocalClaims())
-            dispatcher = Dispatcher(self.registry, self.settings.tools, self.metrics)
+            dispatcher = Dispatcher(self.registry, self.settings.tools, self.metrics,
+                                    log_arguments=self.settings.logging.log_arguments)
             submitter = Submitter(client, self.metrics)
             async with anyio.create_task_group() as tg:
                 if self.settings.server.enabled:

@@ -41,12 +41,21 @@ def round_deadline(round_: Round, settings: ToolsSettings) -> float:
 class Dispatcher:
     """Runs every tool call of a round concurrently and returns one output per call, in order."""
 
-    def __init__(self, registry: Registry, settings: ToolsSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: ToolsSettings,
+        metrics: Metrics,
+        *,
+        log_arguments: bool = False,
+    ) -> None:
         self._registry = registry
+        self._log_arguments = log_arguments
         self._settings = settings
         self._metrics = metrics
         # Sync handlers share one pool of threads, so a burst of rounds cannot spawn thousands.
         self._threads = anyio.CapacityLimiter(settings.max_threads)
+        self._names = frozenset(spec.name for spec in registry)
         self._per_tool = {
             spec.name: anyio.CapacityLimiter(spec.max_concurrency)
             for spec in registry
@@ -57,15 +66,27 @@ class Dispatcher:
         """Answer every call of the round; never raises for a handler's or the model's fault."""
         if deadline is None:
             deadline = round_deadline(round_, self._settings)
+        limit = self._settings.max_calls_per_round
         outputs: list[ToolOutput | None] = [None] * len(round_.tool_calls)
 
         async def answer(index: int, call: ToolCall) -> None:
             outputs[index] = await self._answer(round_, call, deadline)
 
         async with anyio.create_task_group() as tg:
-            for index, call in enumerate(round_.tool_calls):
+            for index, call in enumerate(round_.tool_calls[:limit]):
                 tg.start_soon(answer, index, call)
+        for index, call in enumerate(round_.tool_calls[limit:], start=limit):
+            outputs[index] = self._refuse_excess(call, len(round_.tool_calls))
         return [output for output in outputs if output is not None]
+
+    def _refuse_excess(self, call: ToolCall, count: int) -> ToolOutput:
+        limit = self._settings.max_calls_per_round
+        self._metrics.tool_calls.labels(call.name if call.name in self._names else "(unknown)",
+                                        "error").inc()
+        log.warning("round has too many tool calls", tool_calls=count, limit=limit)
+        text = (f"Error: this round asked for {count} tool calls; only the first {limit} were "
+                "run. Call fewer tools at once.")
+        return ToolOutput(call.id, text, call.name, "error", 0.0)
 
     async def _answer(self, round_: Round, call: ToolCall, deadline: float) -> ToolOutput:
         started = anyio.current_time()
@@ -81,7 +102,11 @@ class Dispatcher:
             self._metrics.tool_calls.labels(tool_label, outcome).inc()
             if outcome != "unknown_tool":
                 self._metrics.tool_call_duration.labels(tool_label).observe(duration_s)
-            log.debug("tool call answered", outcome=outcome, duration_s=round(duration_s, 4))
+            if self._log_arguments:
+                log.info("tool call answered", outcome=outcome, duration_s=round(duration_s, 4),
+                         arguments=call.arguments, output=text)
+            else:
+                log.debug("tool call answered", outcome=outcome, duration_s=round(duration_s, 4))
         return ToolOutput(call.id, text, call.name, outcome, duration_s)
 
     async def _execute(self, round_: Round, call: ToolCall, deadline: float) -> tuple[str, str]:
@@ -91,6 +116,12 @@ class Dispatcher:
             log.warning("model called an unknown tool", available=exc.available)
             return f"Error: {exc}.", "unknown_tool"
         try:
+            if len(call.arguments) > self._settings.max_arguments_chars:
+                raise ToolArgumentsError(
+                    spec.name,
+                    f"{len(call.arguments)} characters is more than the limit of "
+                    f"{self._settings.max_arguments_chars}",
+                )
             kwargs = spec.signature.parse(call.arguments)
         except ToolArgumentsError as exc:
             log.warning("model sent invalid arguments", problem=exc.problem)
@@ -120,6 +151,9 @@ class Dispatcher:
                 )
         if scope.cancelled_caught:
             log.warning("tool call timed out", timeout_s=round(timeout_s, 3))
+            if not spec.is_async:
+                # The thread cannot be interrupted; it finishes in the background, unawaited.
+                self._metrics.abandoned_threads.labels(spec.name).inc()
             return f"Error: the tool {spec.name!r} timed out after {max(timeout_s, 0):.1f} s.", "timeout"
         return _encode(spec.name, result)
 

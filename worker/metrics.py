@@ -52,6 +52,11 @@ class Metrics:
         self.api_retries = Counter(
             "toolworker_api_retries", "API requests retried, by endpoint.", ["endpoint"], registry=r,
         )
+        self.abandoned_threads = Counter(
+            "toolworker_abandoned_threads",
+            "Sync handlers that overran their timeout and were left running in their thread.",
+            ["tool"], registry=r,
+        )
         self.in_flight_calls = Gauge(
             "toolworker_tool_calls_in_flight", "Tool calls running now.", registry=r,
         )
