@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, Self
 import pytest
 import structlog
 
+# Imported here, not inside tests: a first import reads files, which blockbuster would flag.
+from worker.config import Secret, Settings
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -57,10 +60,8 @@ def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
-def make_settings(**sections: Any) -> Any:
+def make_settings(**sections: Any) -> Settings:
     """Settings from plain dicts, as a TOML file would give them, with a test key."""
-    from worker.config import Secret, Settings
-
     return Settings.model_validate(sections).model_copy(update={"api_key": Secret("sk-test")})
 
 
@@ -84,3 +85,14 @@ class ServedApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
+
+
+async def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Wait until ``predicate()`` is true, checking every 10 ms; fail after ``timeout_s``."""
+    import anyio
+
+    with anyio.move_on_after(timeout_s):
+        while not predicate():
+            await anyio.sleep(0.01)
+        return
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -30,6 +30,9 @@ __all__ = ["Worker"]
 
 log = structlog.get_logger("worker.daemon")
 
+AUTH_FAILURES_NOT_READY = 3
+POLL_FAILURES_NOT_READY = 10
+
 
 class Worker:
     """The daemon: finds requires_action rounds, answers them, submits each once."""
@@ -132,20 +135,35 @@ class Worker:
                     log.warning("second signal: stopping now", signal=signum.name)
                     self._rounds.cancel()
                     return
-                self._draining = True
                 drain_s = self.settings.shutdown.drain_timeout_s
                 log.info("draining: finishing rounds in flight", signal=signum.name,
                          rounds=len(self._in_flight), drain_timeout_s=drain_s)
-                assert self.poller is not None  # noqa: S101 - set before signals are watched
-                self.poller.stop()
+                self.stop()
                 self._rounds.deadline = anyio.current_time() + drain_s
+
+    def stop(self) -> None:
+        """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""
+        self._draining = True
+        if self.poller is not None:
+            self.poller.stop()
 
     def _readiness(self) -> tuple[bool, dict[str, Any]]:
         poller = self.poller
         if poller is None:
             return False, {"reason": "starting"}
-        if poller.auth_failures >= 3:
-            return False, {"reason": "the API refuses the key", "auth_failures": poller.auth_failures}
+        facts: dict[str, Any] = {
+            "in_flight_rounds": len(self._in_flight),
+            "consecutive_poll_failures": poller.consecutive_failures,
+        }
+        stalled_s = anyio.current_time() - poller.heartbeat
+        # The loop wakes at least once per idle interval; far longer means it is stuck.
+        if stalled_s > 3 * self.settings.watch.idle_poll_interval_s + 10:
+            return False, {"reason": "the poll loop is stuck", "stalled_s": round(stalled_s, 1),
+                           **facts}
+        if poller.auth_failures >= AUTH_FAILURES_NOT_READY:
+            return False, {"reason": "the API refuses the key", **facts}
+        if poller.consecutive_failures >= POLL_FAILURES_NOT_READY:
+            return False, {"reason": "the API cannot be reached", **facts}
         if self._draining:
-            return False, {"reason": "draining for shutdown"}
-        return True, {"in_flight_rounds": len(self._in_flight)}
+            return False, {"reason": "draining for shutdown", **facts}
+        return True, facts

@@ -57,8 +57,10 @@ class Poller:
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._stopping = False
+        # Read by the daemon's readiness check.
         self.auth_failures = 0
-        self.last_success: float | None = None
+        self.consecutive_failures = 0
+        self.heartbeat = anyio.current_time()
         for thread_id in settings.threads:
             self.watch(thread_id)
 
@@ -95,6 +97,7 @@ class Poller:
         slots = anyio.Semaphore(self._settings.max_concurrent_polls)
         async with send, anyio.create_task_group() as tg:
             while not self._stopping:
+                self.heartbeat = anyio.current_time()
                 if until_idle and self.idle and slots.value == self._settings.max_concurrent_polls:
                     break
                 now = anyio.current_time()
@@ -142,13 +145,14 @@ class Poller:
                 return self._lost(watch)
             except AuthError as exc:
                 self.auth_failures += 1
+                self.consecutive_failures += 1
                 log.error("the API refused the key", error=str(exc))
                 return self._settings.idle_poll_interval_s
             except ApiError as exc:
+                self.consecutive_failures += 1
                 log.warning("polling the thread failed", error=str(exc))
                 return self._settings.idle_poll_interval_s
-            self.auth_failures = 0
-            self.last_success = anyio.current_time()
+            self.auth_failures = self.consecutive_failures = 0
             watch.polled = True
             return await self._follow(watch, run, send)
 
