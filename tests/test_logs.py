@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import pytest
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from worker.logs import configure_logging, redact_secrets
+
+if TYPE_CHECKING:
+    import pytest
 
 KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
@@ -14,7 +14,9 @@ from tests.conftest import ServedApp, make_settings, wait_for
 from tests.e2e.conftest import calls, start_runs
 from worker.daemon import Worker
 from worker.registry import Registry
-from worker.simulator import Simulator
+
+if TYPE_CHECKING:
+    from worker.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +85,7 @@ async def test_counters_move_by_exactly_the_work_done(sim: Simulator) -> None:
     assert value("toolworker_tool_calls_in_flight") == 0
     assert value("toolworker_build_info", version=worker_version()) == 1
     assert sim.request_counts["submit_tool_outputs"] == 8
-    for (name, labels), _ in scraped.items():
+    for (name, labels) in scraped:
         assert not any(key in ("thread_id", "run_id", "tool_call_id") for key, _ in labels), name
 
 
