@@ -93,7 +93,7 @@ async def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "cond
 
     with anyio.move_on_after(timeout_s):
         while not predicate():
-            await anyio.sleep(0.01)  # noqa: ASYNC110 - the condition lives in another process
+            await anyio.sleep(0.01)
 
         return
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
