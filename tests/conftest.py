@@ -92,8 +92,8 @@ async def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "cond
     import anyio
 
     with anyio.move_on_after(timeout_s):
-        while not predicate():
+        # The condition may live in another task or process, so it is checked, not awaited.
+        while not predicate():  # noqa: ASYNC110
             await anyio.sleep(0.01)
-
         return
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
