@@ -53,7 +53,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.registry = registry
         self._profile = profile
-        self._rounds = anyio.CancelScope()
+        self._rounds: anyio.CancelScope | None = None
         self._in_flight: set[Round] = set()
         self._abandoned: list[Round] = []
         self._draining = False
@@ -82,7 +82,7 @@ class Worker:
                         self._readiness,
                     )
                     await tg.start(self.server.serve)
-                tg.start_soon(self._watch_signals)
+                await tg.start(self._watch_signals)
                 tg.start_soon(functools.partial(self.poller.run, send, until_idle=until_idle))
                 log.info("worker started", tools=[t.name for t in self.registry],
                          threads=len(self.settings.watch.threads))
@@ -91,6 +91,7 @@ class Worker:
         log.info("worker stopped")
 
     async def _process_rounds(self, receive: Any, dispatcher: Dispatcher, submitter: Submitter) -> None:
+        self._rounds = anyio.CancelScope()
         with self._rounds:
             slots = anyio.Semaphore(self.settings.tools.max_concurrent_rounds)
             async with receive, anyio.create_task_group() as rounds:
@@ -128,18 +129,23 @@ class Worker:
         except ApiError as exc:
             log.warning("could not check API access at start; carrying on", error=str(exc))
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 if self._draining:
                     log.warning("second signal: stopping now", signal=signum.name)
-                    self._rounds.cancel()
+                    if self._rounds is not None:
+                        self._rounds.cancel()
                     return
                 drain_s = self.settings.shutdown.drain_timeout_s
                 log.info("draining: finishing rounds in flight", signal=signum.name,
                          rounds=len(self._in_flight), drain_timeout_s=drain_s)
                 self.stop()
-                self._rounds.deadline = anyio.current_time() + drain_s
+                if self._rounds is not None:
+                    self._rounds.deadline = anyio.current_time() + drain_s
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""

@@ -1,0 +1,125 @@
+"""The installed command, as a user runs it: `tool-worker run --config FILE` in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
+
+if TYPE_CHECKING:
+    from worker.simulator import Simulator
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, sim: Simulator, threads: list[str], **server: object) -> Path:
+    server_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in server.items())
+    path = tmp_path / "worker.toml"
+    path.write_text(f"""
+[api]
+base_url = "{sim.base_url}"
+[watch]
+threads = {json.dumps(threads)}
+active_poll_interval_s = 0.05
+idle_poll_interval_s = 0.2
+[tools]
+modules = ["tests.handlers.sample", "tools.builtin"]
+[server]
+{server_toml or "enabled = false"}
+[logging]
+format = "json"
+""")
+    return path
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOOL_WORKER__")}
+    env.update({"OPENAI_API_KEY": SIM_KEY, "PYTHONPATH": str(ROOT), **extra})
+    return env
+
+
+async def test_the_daemon_process_answers_every_round(sim: Simulator, tmp_path: Path) -> None:
+    """`python -m worker run --once` answers three runs of two rounds and exits 0."""
+    script = [calls(("add", {"a": 1}), ("calculate", {"expression": "6 * 7"})),
+              calls(("nap", {"seconds": 0.05}), ("echo", {"text": "hi"}))]
+    threads, runs = start_runs(sim, [script] * 3)
+    config = write_config(tmp_path, sim, threads)
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "worker", "run", "--config", str(config), "--once"],
+            env=environment(), cwd=ROOT, check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert_each_round_submitted_once(sim, runs, [2, 2, 2])
+    outputs = dict(sim.accepted_submissions(runs[0])[0].tool_outputs)
+    assert sorted(outputs.values()) == ["2", "42"]
+    lines = [json.loads(line) for line in result.stderr.decode().splitlines() if line.strip()]
+    submitted = [line for line in lines if line["event"] == "round submitted"]
+    assert len(submitted) == 6
+    assert all(line["thread_id"] in threads and line["run_id"] in runs for line in submitted)
+    assert SIM_KEY not in result.stderr.decode()
+
+
+async def test_sigterm_stops_the_daemon_cleanly(sim: Simulator, tmp_path: Path) -> None:
+    """SIGTERM ends a running daemon with exit code 0 and a closing log line."""
+    threads, _ = start_runs(sim, [[calls(("add", {"a": 1}))]])
+    config = write_config(tmp_path, sim, threads, host="127.0.0.1", port=0)
+    async with await anyio.open_process(
+        [sys.executable, "-m", "worker", "run", "--config", str(config)],
+        env=environment(), cwd=ROOT,
+    ) as process:
+        assert process.stderr is not None
+        seen = b""
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                seen += chunk
+                if b'"worker started"' in seen:
+                    break
+            process.send_signal(signal.SIGTERM)
+            async for chunk in process.stderr:
+                seen += chunk
+            code = await process.wait()
+    assert code == 0, seen.decode()
+    assert b'"worker stopped"' in seen
+
+
+async def test_a_refused_key_stops_the_daemon_with_a_clear_message(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A wrong key exits non-zero at start with one line that names the problem, not the key."""
+    threads, _ = start_runs(sim, [[calls(("add", {"a": 1}))]])
+    config = write_config(tmp_path, sim, threads)
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "worker", "run", "--config", str(config)],
+            env=environment(OPENAI_API_KEY="sk-wrong-key-123456"), cwd=ROOT, check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 3, stderr
+    assert "the API refused the key" in stderr
+    assert "Traceback" not in stderr
+    assert "sk-wrong-key-123456" not in stderr
+
+
+async def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """A bad config value exits 2 with the file and key in one line."""
+    config = tmp_path / "bad.toml"
+    config.write_text("[watch]\nactive_poll_interval_s = 'fast'\n")
+    result = await anyio.run_process(
+        [sys.executable, "-m", "worker", "check-config", "--config", str(config)],
+        env=environment(), cwd=ROOT, check=False,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert f"{config}: watch.active_poll_interval_s" in stderr
+    assert "Traceback" not in stderr

@@ -1,0 +1,81 @@
+"""The command line: each command's output and exit code, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from worker.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_demo_processes_every_run_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tool-worker demo` narrates each round and ends with a summary saying all went through."""
+    assert main(["demo", "--runs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "5 runs completed" in out
+    assert "0 duplicates" in out
+    assert out.rstrip().endswith("demo OK")
+    assert out.count(" round ") >= 10
+
+
+def test_tools_list_shows_the_ready_made_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tools list` names each tool with its description."""
+    assert main(["tools", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "calculate" in out
+    assert "current_time" in out
+
+
+def test_tools_schema_prints_the_assistants_tools_array(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tools schema` prints a JSON array of function tools."""
+    assert main(["tools", "schema"]) == 0
+    tools = json.loads(capsys.readouterr().out)
+    assert all(t["type"] == "function" and t["function"]["parameters"]["type"] == "object"
+               for t in tools)
+    assert "calculate" in {t["function"]["name"] for t in tools}
+
+
+def test_check_config_reports_what_it_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config` validates, imports the handlers and summarizes without showing the key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-0123456789")
+    config = tmp_path / "w.toml"
+    config.write_text('[watch]\nthreads = ["thread_a", "thread_b"]\n')
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "configuration OK" in out
+    assert "2 thread(s)" in out
+    assert "sk-secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        ("[tools]\nmodules = ['nope.nothing']\n", 2, "cannot import handler module 'nope.nothing'"),
+        ("[server]\nport = 70000\n", 2, "server.port"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    text: str, code: int, message: str,
+) -> None:
+    """A bad config exits 2 with one line naming the problem."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    config = tmp_path / "w.toml"
+    config.write_text(text)
+    assert main(["check-config", "--config", str(config)]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_run_without_a_key_says_where_to_put_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run` with no key exits 2 and names OPENAI_API_KEY."""
+    assert main(["run"]) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err

@@ -1,0 +1,7 @@
+"""``python -m worker`` is the ``tool-worker`` command."""
+
+from .cli import main
+
+__all__: list[str] = []
+
+raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""The ``tool-worker`` command: run, demo, simulate, tools list|schema, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import structlog
+
+from . import __version__
+from .config import Settings, load_config
+from .daemon import Worker
+from .errors import AuthError, ConfigError, WorkerError
+from .logs import configure_logging
+from .registry import Registry
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_AUTH = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the command, and return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"tool-worker: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AuthError as exc:
+        print(f"tool-worker: the API refused the key: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except WorkerError as exc:
+        print(f"tool-worker: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # A bug of ours: one line first, so the cause is readable, then the traceback.
+        print(f"tool-worker: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tool-worker",
+        description="Execute the function tool calls of Assistants API runs.",
+    )
+    parser.add_argument("--version", action="version", version=f"tool-worker {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the worker daemon")
+    _add_config(run)
+    run.add_argument("--once", action="store_true",
+                     help="exit when no watched thread has an active run")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate the config and import the tools")
+    _add_config(check)
+    check.set_defaults(handler=_check_config)
+
+    tools = commands.add_parser("tools", help="inspect the registered tools")
+    tools_commands = tools.add_subparsers(dest="tools_command", required=True, metavar="ACTION")
+    for name, handler, text in (
+        ("list", _tools_list, "list the registered tools"),
+        ("schema", _tools_schema, "print the tools array in the Assistants API format"),
+    ):
+        sub = tools_commands.add_parser(name, help=text)
+        _add_config(sub)
+        sub.set_defaults(handler=handler)
+
+    simulate = commands.add_parser("simulate", help="serve the built-in fake Assistants API")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080)
+    simulate.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "sk-sim"),
+                          help="the key clients must send (default: $OPENAI_API_KEY or sk-sim)")
+    simulate.add_argument("--thinking-s", type=float, default=0.0,
+                          help="model 'thinking' time between a submission and the next round")
+    simulate.add_argument("--latency-s", type=float, default=0.0, help="added to every answer")
+    simulate.set_defaults(handler=_simulate)
+
+    demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
+    demo.add_argument("--runs", type=int, default=24, help="how many runs to process")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=None, metavar="FILE",
+                        help="TOML configuration (see config.example.toml)")
+
+
+def _load(args: argparse.Namespace, *, require_api_key: bool) -> tuple[Settings, Registry]:
+    settings = load_config(args.config, require_api_key=require_api_key)
+    return settings, Registry.from_modules(settings.tools.modules)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings, registry = _load(args, require_api_key=True)
+    fmt = settings.logging.format
+    configure_logging(json=None if fmt == "auto" else fmt == "json", level=settings.logging.level)
+    worker = Worker(settings, registry)
+    anyio.run(lambda: worker.run(until_idle=args.once))
+    _exit_without_waiting_for_handlers()
+    return EXIT_OK
+
+
+def _exit_without_waiting_for_handlers() -> None:
+    """Leave now if sync handlers that ignored their timeout still hold threads.
+
+    Python joins every non-daemon thread at exit, so one stuck handler would hold the
+    process (and a SIGTERM'd pod) forever; its round was already answered or abandoned.
+    """
+    stuck = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stuck:
+        structlog.get_logger("worker.cli").warning(
+            "exiting without waiting for handler threads still running", threads=len(stuck))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings, registry = _load(args, require_api_key=True)
+    print(f"configuration OK: {args.config or 'defaults'}")
+    print(f"  api:     {settings.api.base_url} (key from "
+          f"{settings.api.api_key_file or 'OPENAI_API_KEY'})")
+    print(f"  watch:   {len(settings.watch.threads)} thread(s)")
+    print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
+    print(f"  server:  http://{settings.server.host}:{settings.server.port}"
+          if settings.server.enabled else "  server:  disabled")
+    return EXIT_OK
+
+
+def _tools_list(args: argparse.Namespace) -> int:
+    _, registry = _load(args, require_api_key=False)
+    width = max((len(t.name) for t in registry), default=0)
+    for spec in registry:
+        print(f"{spec.name:<{width}}  {spec.description}")
+    return EXIT_OK
+
+
+def _tools_schema(args: argparse.Namespace) -> int:
+    _, registry = _load(args, require_api_key=False)
+    print(json.dumps([spec.to_openai() for spec in registry], indent=2))
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulator import serve_forever
+
+    configure_logging(level="info")
+    print(f"simulator listening on http://{args.host}:{args.port}/v1 "
+          f"(key: {'***' if args.api_key != 'sk-sim' else 'sk-sim'})", file=sys.stderr)
+    anyio.run(lambda: serve_forever(args.host, args.port, api_key=args.api_key,
+                                    thinking_s=args.thinking_s, latency_s=args.latency_s))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    return EXIT_OK if anyio.run(lambda: run_demo(runs=args.runs, seed=args.seed)) else EXIT_FAILURE
