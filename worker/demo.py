@@ -75,7 +75,7 @@ class _Narrator:
     def _print_round(self, event: EventDict) -> None:
         run_id = str(event.get("run_id", "?"))
         self.rounds_per_run[run_id] += 1
-        tools = ", ".join(f"{n}×{c}" if c > 1 else n for n, c in event.get("tools", {}).items())
+        tools = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in event.get("tools", {}).items())
         outcomes = " ".join(f"{k}={v}" for k, v in sorted(event.get("outcomes", {}).items()))
         print(
             f"[{time.monotonic() - self.started:6.2f}s] {run_id:<28} "
