@@ -24,6 +24,10 @@ class LocalClaims:
         keys.add(round_key)
         return True
 
+    def release(self, run_id: str, round_key: Hashable) -> None:
+        """Give a round back, so it is dispatched again (its submission failed)."""
+        self._by_run.get(run_id, set()).discard(round_key)
+
     def forget_run(self, run_id: str) -> None:
         """Drop a finished run's keys: a terminal run never shows a round again."""
         self._by_run.pop(run_id, None)

@@ -56,6 +56,7 @@ class Worker:
         self._rounds: anyio.CancelScope | None = None
         self._in_flight: set[Round] = set()
         self._abandoned: list[Round] = []
+        self._claims = LocalClaims()
         self._draining = False
         self.server: Server | None = None
         self.poller: Poller | None = None
@@ -71,7 +72,7 @@ class Worker:
         )
         async with ApiClient(self._profile, self.settings.api, self.metrics) as client:
             await self._check_access(client)
-            self.poller = Poller(client, self.settings.watch, self.metrics, LocalClaims())
+            self.poller = Poller(client, self.settings.watch, self.metrics, self._claims)
             dispatcher = Dispatcher(self.registry, self.settings.tools, self.metrics,
                                     log_arguments=self.settings.logging.log_arguments)
             submitter = Submitter(client, self.metrics)
@@ -110,7 +111,9 @@ class Worker:
         try:
             with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
                 outputs = await dispatcher.run(round_)
-                await submitter.submit(round_, outputs)
+                if await submitter.submit(round_, outputs) == "failed":
+                    # Not delivered, and the run may still wait: let the next poll take it again.
+                    self._claims.release(round_.run_id, round_.key)
         except anyio.get_cancelled_exc_class():
             self._abandoned.append(round_)
             raise

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
 from tests.e2e.conftest import (
+    SIM_KEY,
     assert_each_round_submitted_once,
     calls,
     run_worker,
     start_runs,
 )
 from tests.handlers import sample
-
-if TYPE_CHECKING:
-    from worker.simulator import Simulator
+from worker.simulator import FaultPlan, FaultRule, Simulator
+from worker.simulator.faults import FaultInjector
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +95,23 @@ async def test_new_runs_on_a_watched_thread_are_followed(sim: Simulator) -> None
     await run_worker(sim, threads)
     assert_each_round_submitted_once(sim, [runs[0], second], [1, 1])
     assert sim.accepted_submissions(second)[0].tool_outputs[0][1] == "11"
+
+
+def first_submit_fails() -> FaultPlan:
+    """A seeded plan whose first submit gets a 5xx and whose second goes through."""
+    for seed in range(200):
+        plan = FaultPlan(rules={"submit_tool_outputs": FaultRule(p_5xx=0.5)}, seed=seed)
+        injector = FaultInjector(plan)
+        if [injector.decide("submit_tool_outputs").kind for _ in range(2)] == ["5xx", None]:
+            return plan
+    raise AssertionError("no seed gives 5xx then no fault")
+
+
+async def test_a_round_whose_submission_failed_is_taken_again() -> None:
+    """With retries exhausted, the round is given back, answered again and submitted once."""
+    async with Simulator(api_key=SIM_KEY, faults=first_submit_fails()) as sim:
+        threads, runs = start_runs(sim, [[calls(("add", {"a": 1}))]])
+        worker = await run_worker(sim, threads, api={"max_retries": 0})
+        assert_each_round_submitted_once(sim, runs, [1])
+    assert worker.metrics.registry.get_sample_value(
+        "toolworker_rounds_submitted_total", {"outcome": "failed"}) == 1
