@@ -11,7 +11,7 @@ from worker.dispatch import Dispatcher
 from worker.metrics import Metrics
 from worker.models import Round, ToolCall
 from worker.registry import Registry
-from worker.testing import call_tool, capture_logs
+from worker.testing import call_tool, capture_logs, fake_context
 
 
 def make_round(*calls: tuple[str, str]) -> Round:
@@ -175,3 +175,17 @@ async def test_arguments_and_outputs_are_logged_only_when_asked() -> None:
             await dispatcher.run(make_round(("add", '{"a": 7}')))
         logged = [entry for entry in logs if "arguments" in entry or "output" in entry]
         assert bool(logged) is enabled
+
+
+async def test_nan_and_infinity_are_not_json(dispatcher: Dispatcher) -> None:
+    """Arguments with NaN or Infinity are invalid, as JSON says."""
+    (output,) = await dispatcher.run(make_round(("nap", '{"seconds": NaN}')))
+    assert output.outcome == "invalid_arguments"
+    assert "NaN is not a JSON value" in output.output
+
+
+async def test_context_tells_the_time_left(dispatcher: Dispatcher) -> None:
+    """ToolContext.seconds_left() counts down to the round's deadline, from any thread."""
+    ctx = fake_context(timeout_s=30)
+    assert 29 < ctx.seconds_left() <= 30
+    assert abs(ctx.seconds_left() - (ctx.deadline - anyio.current_time())) < 0.5

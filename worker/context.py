@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,3 +27,8 @@ class ToolContext:
     assistant_id: str
     deadline: float
     log: FilteringBoundLogger
+
+    def seconds_left(self) -> float:
+        """Seconds until the deadline; callable from sync handlers in worker threads too."""
+        # On asyncio, anyio's clock is the loop's, which is time.monotonic().
+        return self.deadline - time.monotonic()

@@ -186,7 +186,8 @@ def _encode(tool: str, result: Any) -> tuple[str, str]:
     if isinstance(result, str):
         return result, "ok"
     try:
-        return pydantic_core.to_json(result).decode(), "ok"
+        # NaN and Infinity are not JSON; the model gets null, as JSON.stringify would give.
+        return pydantic_core.to_json(result, inf_nan_mode="null").decode(), "ok"
     except pydantic_core.PydanticSerializationError:
         log.warning("tool returned a value that is not JSON-encodable", type=type(result).__name__)
         return (

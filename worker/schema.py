@@ -31,11 +31,11 @@ class Signature:
             ToolArgumentsError: the text is not a JSON object or does not fit the hints.
         """
         try:
-            raw = json.loads(arguments) if arguments.strip() else {}
+            raw = json.loads(arguments, parse_constant=_reject_constant) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
             raise ToolArgumentsError(self.tool, f"not valid JSON ({exc.msg} at {exc.pos})") from None
-        except (ValueError, RecursionError):
-            raise ToolArgumentsError(self.tool, "not valid JSON") from None
+        except (ValueError, RecursionError) as exc:
+            raise ToolArgumentsError(self.tool, f"not valid JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise ToolArgumentsError(self.tool, "expected a JSON object of named arguments")
         try:
@@ -73,6 +73,11 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
         **fields,
     )
     return Signature(tool=tool, model=model, context_param=context_param)
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and no handler expects them.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _describe(exc: pydantic.ValidationError) -> str:
