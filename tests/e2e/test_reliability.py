@@ -25,7 +25,7 @@ async def test_sigterm_finishes_the_rounds_in_flight(sim: Simulator, tmp_path: P
     threads, runs = start_runs(sim, [[calls(("nap", {"seconds": 1.0}), ("add", {"a": 1}))]])
     daemon = await Daemon.start(write_config(tmp_path / "w.toml", sim, threads), **DEBUG)
     try:
-        await daemon.wait_for_event("round found")
+        await daemon.wait_for_event("tool call answered")  # add is done; nap is still running
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0
     finally:
@@ -39,11 +39,11 @@ async def test_a_second_sigterm_stops_at_once_naming_what_was_left(
     sim: Simulator, tmp_path: Path
 ) -> None:
     """A second SIGTERM does not wait for the drain; the log names the unsubmitted run."""
-    threads, runs = start_runs(sim, [[calls(("nap", {"seconds": 60}))]])
+    threads, runs = start_runs(sim, [[calls(("nap", {"seconds": 60}), ("add", {"a": 1}))]])
     config = write_config(tmp_path / "w.toml", sim, threads, shutdown={"drain_timeout_s": 120})
     daemon = await Daemon.start(config, **DEBUG)
     try:
-        await daemon.wait_for_event("round found")
+        await daemon.wait_for_event("tool call answered")
         daemon.signal(signal.SIGTERM)
         await daemon.wait_for_event("draining: finishing rounds in flight")
         daemon.signal(signal.SIGTERM)
@@ -57,11 +57,11 @@ async def test_a_second_sigterm_stops_at_once_naming_what_was_left(
 
 async def test_the_drain_timeout_ends_a_stuck_shutdown(sim: Simulator, tmp_path: Path) -> None:
     """A drain that outlasts drain_timeout_s ends on its own, even with a blocked sync handler."""
-    threads, runs = start_runs(sim, [[calls(("blocking_sleep", {"seconds": 8}))]])
+    threads, runs = start_runs(sim, [[calls(("blocking_sleep", {"seconds": 8}), ("add", {"a": 1}))]])
     config = write_config(tmp_path / "w.toml", sim, threads, shutdown={"drain_timeout_s": 0.5})
     daemon = await Daemon.start(config, **DEBUG)
     try:
-        await daemon.wait_for_event("round found")
+        await daemon.wait_for_event("tool call answered")
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(timeout_s=6) == 0
     finally:
@@ -79,7 +79,7 @@ async def test_a_killed_worker_is_replaced_without_losing_the_round(
     config = write_config(tmp_path / "w.toml", sim, threads, tools={"default_timeout_s": 1.0})
     first = await Daemon.start(config, **DEBUG)
     try:
-        await first.wait_for_event("round found")
+        await first.wait_for_event("tool call answered")
         first.signal(signal.SIGKILL)
         assert await first.wait() == -signal.SIGKILL
     finally:
