@@ -101,6 +101,7 @@ def touched_metrics() -> Metrics:
         metrics.tool_calls.labels("get_weather", outcome).inc()
     metrics.tool_call_duration.labels("get_weather").observe(0.2)
     metrics.abandoned_threads.labels("get_weather").inc()
+    metrics.runs_skipped.labels("unsupported_action").inc()
     for outcome in SUBMIT_OUTCOMES:
         metrics.rounds.labels(outcome).inc()
     for endpoint in client_endpoints():

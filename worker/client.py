@@ -87,7 +87,6 @@ class ApiClient:
             timeout=aiohttp.ClientTimeout(
                 total=self._settings.request_timeout_s, connect=self._settings.connect_timeout_s
             ),
-            headers=self._profile.headers(),
             json_serialize=json.dumps,
         )
         return self
@@ -101,6 +100,7 @@ class ApiClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._profile.aclose()
 
     async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
         data = await self._request("GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}")
@@ -136,10 +136,35 @@ class ApiClient:
         )
         return Run.from_json(data)
 
+    async def list_threads(
+        self, *, limit: int = 100, after: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """One page of thread ids, and the cursor of the next page (None on the last)."""
+        params: dict[str, Any] = {"limit": limit, "order": "asc"}
+        if after is not None:
+            params["after"] = after
+        data = await self._request("GET", "list_threads", "/threads", params=params)
+        ids = [str(item["id"]) for item in data.get("data") or [] if "id" in item]
+        return ids, (ids[-1] if data.get("has_more") and ids else None)
+
     async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The key's assistants; the worker calls it at start to check the key."""
         data = await self._request("GET", "list_assistants", "/assistants", params={"limit": limit})
         return list(data.get("data") or [])
+
+    async def retrieve_assistant(self, assistant_id: str) -> dict[str, Any]:
+        """The assistant object as the API shows it (``tools`` among its fields).
+
+        Raises:
+            NotFound: no such assistant for this key.
+        """
+        return await self._request("GET", "retrieve_assistant", f"/assistants/{assistant_id}")
+
+    async def modify_assistant(self, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Change the fields of the assistant given in ``body``; returns the updated assistant."""
+        return await self._request(
+            "POST", "modify_assistant", f"/assistants/{assistant_id}", body=body
+        )
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
         data = await self._request("POST", "cancel_run", f"/threads/{thread_id}/runs/{run_id}/cancel")
@@ -194,12 +219,14 @@ class ApiClient:
             timeout_s = min(timeout_s, max(deadline - anyio.current_time(), 0.001))
         started = anyio.current_time()
         status = "error"
+        query = self._profile.query()
         try:
             with _translate_errors(endpoint, timeout_s):
                 async with self._session.request(
                     method,
                     self._profile.url(path),
-                    params=params,
+                    params={**query, **params} if params else query,
+                    headers=await self._profile.headers(),
                     json=body,
                     timeout=aiohttp.ClientTimeout(
                         total=timeout_s, connect=self._settings.connect_timeout_s

@@ -28,6 +28,7 @@ __all__ = [
 
 ENV_PREFIX = "TOOL_WORKER__"
 API_KEY_ENV = "OPENAI_API_KEY"
+AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
 
 
 class Secret:
@@ -58,6 +59,7 @@ class _Section(BaseModel):
 class ApiSettings(_Section):
     """``[api]``: where the Assistants API is and how to talk to it."""
 
+    backend: Literal["openai", "azure"] = "openai"
     base_url: str = "https://api.openai.com/v1"
     api_key_file: Path | None = None
     organization: str | None = None
@@ -66,6 +68,10 @@ class ApiSettings(_Section):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
     max_retries: int = Field(default=4, ge=0)
+    # backend = "azure" only: the api-version of every request, and how to authenticate.
+    api_version: str = "v1"
+    azure_auth: Literal["api_key", "entra"] = "api_key"
+    token_scope: str = "https://ai.azure.com/.default"  # noqa: S105 - a scope, not a secret
 
 
 class WatchSettings(_Section):
@@ -75,6 +81,8 @@ class WatchSettings(_Section):
     active_poll_interval_s: float = Field(default=0.5, gt=0)
     idle_poll_interval_s: float = Field(default=5.0, gt=0)
     max_concurrent_polls: int = Field(default=16, ge=1)
+    discover: bool = False
+    discover_interval_s: float = Field(default=30.0, gt=0)
 
 
 class ToolsSettings(_Section):
@@ -145,10 +153,14 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, source) from None
+    _check_backend(settings, source)
     key = _find_api_key(settings.api, env)
-    if require_api_key and key is None:
+    needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
+    if require_api_key and needs_key and key is None:
+        env_names = (f"{AZURE_API_KEY_ENV} (or {API_KEY_ENV})"
+                     if settings.api.backend == "azure" else API_KEY_ENV)
         raise ConfigError(
-            f"no API key: set {API_KEY_ENV} or point [api] api_key_file at a file holding it",
+            f"no API key: set {env_names} or point [api] api_key_file at a file holding it",
             source=source,
             key="api.api_key_file",
         )
@@ -204,8 +216,22 @@ def _find_api_key(api: ApiSettings, env: Mapping[str, str]) -> Secret | None:
         if not value:
             raise ConfigError(f"the API key file {api.api_key_file} is empty", key="api.api_key_file")
         return Secret(value)
-    value = env.get(API_KEY_ENV, "").strip()
-    return Secret(value) if value else None
+    names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return Secret(value)
+    return None
+
+
+def _check_backend(settings: Settings, source: str) -> None:
+    if settings.watch.discover and settings.api.backend != "azure":
+        raise ConfigError(
+            "the OpenAI API cannot list threads, so discover needs backend = \"azure\"; "
+            "name the threads in [watch] threads instead",
+            source=source,
+            key="watch.discover",
+        )
 
 
 def _config_error(exc: ValidationError, source: str) -> ConfigError:

@@ -10,11 +10,11 @@ import anyio
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from .backends import OpenAIProfile
+from .backends import build_profile
 from .claims import LocalClaims
 from .client import ApiClient
 from .dispatch import Dispatcher
-from .errors import ApiError, AuthError, ConfigError
+from .errors import ApiError, ApiStatusError, AuthError, ConfigError
 from .metrics import Metrics
 from .models import Round
 from .poller import Poller
@@ -45,14 +45,10 @@ class Worker:
         metrics: Metrics | None = None,
         profile: BackendProfile | None = None,
     ) -> None:
-        if profile is None:
-            if settings.api_key is None:
-                raise ConfigError("no API key: set OPENAI_API_KEY", key="api.api_key_file")
-            profile = OpenAIProfile.from_settings(settings.api, settings.api_key)
+        self._profile = profile or build_profile(settings.api, settings.api_key)
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.registry = registry
-        self._profile = profile
         self._rounds: anyio.CancelScope | None = None
         self._in_flight: set[Round] = set()
         self._abandoned: list[Round] = []
@@ -67,11 +63,11 @@ class Worker:
         Raises:
             AuthError: the API refused the key at start.
         """
-        send, receive = anyio.create_memory_object_stream[Round](
-            max_buffer_size=self.settings.tools.max_concurrent_rounds
-        )
         async with ApiClient(self._profile, self.settings.api, self.metrics) as client:
             await self._check_access(client)
+            send, receive = anyio.create_memory_object_stream[Round](
+                max_buffer_size=self.settings.tools.max_concurrent_rounds
+            )
             self.poller = Poller(client, self.settings.watch, self.metrics, self._claims)
             dispatcher = Dispatcher(self.registry, self.settings.tools, self.metrics,
                                     log_arguments=self.settings.logging.log_arguments)
@@ -124,11 +120,24 @@ class Worker:
             self.poller.round_finished(round_)
 
     async def _check_access(self, client: ApiClient) -> None:
-        """Fail at start when the key is refused; a network hiccup only warns."""
+        """Fail at start when the API refuses us; a network hiccup only warns.
+
+        Raises:
+            AuthError: the key or token is refused.
+            ConfigError: the API refuses the request itself (wrong base_url or api_version).
+        """
         try:
             await client.list_assistants(limit=1)
         except AuthError:
             raise
+        except ApiStatusError as exc:
+            if 400 <= exc.status < 500 and exc.status != 429:
+                raise ConfigError(
+                    f"the API refused the first request ({exc}); check base_url, backend "
+                    "and api_version",
+                    key="api",
+                ) from exc
+            log.warning("could not check API access at start; carrying on", error=str(exc))
         except ApiError as exc:
             log.warning("could not check API access at start; carrying on", error=str(exc))
 

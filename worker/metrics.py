@@ -66,6 +66,11 @@ class Metrics:
         self.active_runs = Gauge(
             "toolworker_active_runs", "Non-terminal runs the worker follows.", registry=r,
         )
+        self.runs_skipped = Counter(
+            "toolworker_runs_skipped",
+            "Runs left alone, by reason (e.g. an action other than submit_tool_outputs).",
+            ["reason"], registry=r,
+        )
         self.poll_cycles = Counter(
             "toolworker_polls", "Thread and run polls made.", registry=r,
         )

@@ -56,6 +56,7 @@ class Poller:
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._wake = anyio.Event()
+        self._stopped = anyio.Event()
         self._stopping = False
         # Read by the daemon's readiness check.
         self.auth_failures = 0
@@ -84,6 +85,7 @@ class Poller:
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     @property
@@ -96,6 +98,9 @@ class Poller:
         # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the poll task.
         slots = anyio.Semaphore(self._settings.max_concurrent_polls)
         async with send, anyio.create_task_group() as tg:
+            if self._settings.discover:
+                await self._discover_once()  # so that an until_idle run sees the threads
+                tg.start_soon(self._discover_forever)
             while not self._stopping:
                 self.heartbeat = anyio.current_time()
                 if until_idle and self.idle and slots.value == self._settings.max_concurrent_polls:
@@ -110,6 +115,36 @@ class Poller:
                     await slots.acquire()
                     tg.start_soon(self._poll_and_release, watch, send, slots)
                 await self._sleep_until_due()
+            self._stopped.set()  # ends the discovery task, also when the loop ended idle
+
+    async def _discover_forever(self) -> None:
+        """Follow every thread the backend lists, looking again every discover_interval_s."""
+        while not self._stopped.is_set():
+            with anyio.move_on_after(self._settings.discover_interval_s):
+                await self._stopped.wait()
+            if not self._stopped.is_set():
+                await self._discover_once()
+
+    async def _discover_once(self) -> None:
+        try:
+            await self.discover()
+        except ApiError as exc:
+            log.warning("listing threads failed", error=str(exc))
+
+    async def discover(self) -> int:
+        """Watch every thread the backend lists; returns how many were new."""
+        new, after = 0, None
+        while True:
+            thread_ids, after = await self._client.list_threads(after=after)
+            for thread_id in thread_ids:
+                if thread_id not in self._watches:
+                    new += 1
+                    self.watch(thread_id)
+            if after is None:
+                break
+        if new:
+            log.info("discovered threads", new=new, watched=len(self._watches))
+        return new
 
     async def _sleep_until_due(self) -> None:
         timeout_s = self._heap[0][0] - anyio.current_time() if self._heap else 1.0
@@ -185,6 +220,7 @@ class Poller:
             and watch.other_action_logged != run.id
         ):
             watch.other_action_logged = run.id
+            self._metrics.runs_skipped.labels("unsupported_action").inc()
             log.info(
                 "run waits for an action this worker does not take; leaving it alone",
                 run_id=run.id,

@@ -36,6 +36,7 @@ ENDPOINTS = (
     "cancel_run",
     "submit_tool_outputs",
     "create_thread_and_run",
+    "list_threads",
 )
 
 FaultKind = Literal["429", "5xx", "drop_before", "drop_after"]

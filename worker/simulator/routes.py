@@ -8,7 +8,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -28,7 +28,12 @@ if TYPE_CHECKING:
     from worker.simulator.faults import Fault, FaultInjector
     from worker.simulator.state import ApiState
 
-__all__ = ["build_app"]
+__all__ = ["AZURE_API_VERSIONS", "Profile", "build_app"]
+
+Profile = Literal["openai", "azure"]
+# The api-version values of Azure AI Foundry Agent Service's data plane: "v1" (stable) and the
+# preview the azure-ai-agents SDK defaults to. https://learn.microsoft.com/rest/api/aifoundry/aiagents
+AZURE_API_VERSIONS = ("v1", "2025-05-15-preview")
 
 # Tool outputs can be large; aiohttp's default cap of 1 MiB a body would answer 413.
 _MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -82,6 +87,8 @@ class _Deps:
     latency_s: float
     faults: FaultInjector
     request_counts: Counter[str]
+    profile: Profile = "openai"
+    api_versions: tuple[str, ...] = AZURE_API_VERSIONS
 
 
 _DEPS = web.AppKey("deps", _Deps)
@@ -95,12 +102,19 @@ def build_app(
     request_counts: Counter[str],
     require_beta_header: bool = True,
     latency_s: float = 0.0,
+    profile: Profile = "openai",
+    api_versions: tuple[str, ...] = AZURE_API_VERSIONS,
+    prefix: str = "/v1",
 ) -> web.Application:
-    """The aiohttp application serving `state` under `/v1`."""
+    """The aiohttp application serving `state` under `prefix`, as the `profile` API would."""
     app = web.Application(middlewares=[_api_middleware], client_max_size=_MAX_BODY_BYTES)
-    app[_DEPS] = _Deps(state, api_key, require_beta_header, latency_s, faults, request_counts)
-    for method, path, handler in _ROUTES:
-        app.router.add_route(method, "/v1" + path, handler, name=handler.__name__)
+    app[_DEPS] = _Deps(
+        state, api_key, require_beta_header and profile == "openai", latency_s, faults,
+        request_counts, profile, api_versions,
+    )
+    routes = _ROUTES + (_AZURE_ROUTES if profile == "azure" else ())
+    for method, path, handler in routes:
+        app.router.add_route(method, prefix + path, handler, name=handler.__name__)
     return app
 
 
@@ -150,6 +164,9 @@ async def _answer(
 
 
 def _check_headers(request: web.Request, deps: _Deps) -> None:
+    if deps.profile == "azure":
+        _check_azure(request, deps)
+        return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -166,6 +183,32 @@ def _check_headers(request: web.Request, deps: _Deps) -> None:
         if "assistants=v2" not in betas:
             message = _BETA_V1 if "assistants=v1" in betas else _BETA_MISSING
             raise RequestRefused(400, message, code="invalid_beta")
+
+
+def _check_azure(request: web.Request, deps: _Deps) -> None:
+    """Azure's rules: an `api-key` header or an Entra ID bearer token, and `api-version`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    given = request.headers.get("api-key") or (token.strip() if scheme.lower() == "bearer" else "")
+    if not given or not hmac.compare_digest(given.encode(), deps.api_key.encode()):
+        raise RequestRefused(
+            401,
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+            "provide a valid key for an active subscription and use a correct regional API "
+            "endpoint for your resource.",
+            code="401",
+        )
+    version = request.query.get("api-version")
+    if version is None:
+        raise RequestRefused(
+            400, "Missing required query parameter: api-version", code="MissingApiVersionParameter"
+        )
+    if version not in deps.api_versions:
+        raise RequestRefused(
+            400,
+            f"Unsupported api-version '{version}'. The supported api-versions are "
+            f"'{', '.join(deps.api_versions)}'.",
+            code="UnsupportedApiVersion",
+        )
 
 
 def _mask(key: str) -> str:
@@ -357,6 +400,10 @@ async def submit_tool_outputs(request: web.Request) -> web.Response:
     return _ok(state.submit_tool_outputs(thread_id, run_id, body), request)
 
 
+async def list_threads(request: web.Request) -> web.Response:
+    return _ok(_state(request).list_threads(**_page(request)))
+
+
 async def create_thread_and_run(request: web.Request) -> web.Response:
     state = _state(request)
     body = _run_params(await _read_json(request), _THREAD_AND_RUN_FIELDS)
@@ -384,4 +431,8 @@ _ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]
     ("GET", "/threads/{thread_id}/runs/{run_id}", retrieve_run),
     ("POST", "/threads/{thread_id}/runs/{run_id}/cancel", cancel_run),
     ("POST", "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", submit_tool_outputs),
+)
+# Agent Service extras: it lists threads, which the OpenAI API never did.
+_AZURE_ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
+    ("GET", "/threads", list_threads),
 )

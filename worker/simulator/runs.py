@@ -47,6 +47,8 @@ class RunRecord:
     started_at: float | None = None
     cancelled_at: float | None = None
     completed_at: float | None = None
+    # Azure's Agent Service also asks for tool approvals: another kind of required_action.
+    action_type: str = "submit_tool_outputs"
 
     @property
     def terminal(self) -> bool:
@@ -81,8 +83,8 @@ class RunRecord:
         if self.status != "requires_action":
             return None
         return {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {"tool_calls": [dict(call) for call in self.tool_calls]},
+            "type": self.action_type,
+            self.action_type: {"tool_calls": [dict(call) for call in self.tool_calls]},
         }
 
 

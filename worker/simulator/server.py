@@ -11,7 +11,7 @@ import anyio
 from aiohttp import web
 
 from worker.simulator.faults import FaultInjector, FaultPlan
-from worker.simulator.routes import build_app
+from worker.simulator.routes import AZURE_API_VERSIONS, Profile, build_app
 from worker.simulator.state import ApiState, Submission
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ class Simulator:
         faults: latency, 429s, 5xx and dropped connections, per endpoint.
         seed: the seed of every id the simulator makes.
         require_beta_header: refuse requests without `OpenAI-Beta: assistants=v2`, as the API does.
+        profile: "openai" serves `/v1` with bearer keys; "azure" serves an Agent Service project
+            (`/api/projects/<project>`, `api-version` on every request, `api-key` or bearer).
+        api_versions: the api-version values the azure profile accepts.
+        project: the azure profile's project name.
         access_log: log each request on the `aiohttp.access` logger.
         clock: epoch seconds; inject a fake one to test time-based rules.
 
@@ -64,8 +68,14 @@ class Simulator:
         require_beta_header: bool = True,
         access_log: bool = False,
         clock: Callable[[], float] = time.time,
+        profile: Profile = "openai",
+        api_versions: tuple[str, ...] = AZURE_API_VERSIONS,
+        project: str = "sim-project",
     ) -> None:
         self.api_key = api_key
+        self.profile = profile
+        self._api_versions = api_versions
+        self._project = project
         self.state = ApiState(
             seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock
         )
@@ -91,6 +101,9 @@ class Simulator:
             request_counts=self.request_counts,
             require_beta_header=self._require_beta_header,
             latency_s=self._latency_s,
+            profile=self.profile,
+            api_versions=self._api_versions,
+            prefix=self.path_prefix,
         )
         runner = web.AppRunner(
             app,
@@ -151,11 +164,16 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        """The API base URL, like `http://127.0.0.1:PORT/v1`."""
+        """The API base URL, like `http://127.0.0.1:PORT/v1` (the project endpoint for azure)."""
         host = "127.0.0.1" if self._host in ("", "0.0.0.0", "::") else self._host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{host}:{self.port}{self.path_prefix}"
+
+    @property
+    def path_prefix(self) -> str:
+        """Where the API lives on the server: `/v1`, or an Azure project's path."""
+        return "/v1" if self.profile == "openai" else f"/api/projects/{self._project}"
 
     # setting the scene (no HTTP)
 
@@ -189,6 +207,7 @@ class Simulator:
         expires_after_s: float | None = None,
         *,
         metadata: Mapping[str, str] | None = None,
+        action_type: str = "submit_tool_outputs",
     ) -> str:
         """Start a run that goes through `rounds` of tool calls, then completes; returns its id.
 
@@ -198,7 +217,7 @@ class Simulator:
             ValueError: unknown thread or assistant, or the thread already has an active run.
         """
         params = {"assistant_id": assistant_id, "metadata": dict(metadata or {})}
-        run = self.state.create_run(thread_id, params, rounds, expires_after_s)
+        run = self.state.create_run(thread_id, params, rounds, expires_after_s, action_type)
         return str(run["id"])
 
     # what tests assert on

@@ -141,6 +141,10 @@ class ApiState:
             self._append_message(thread["id"], message)
         return thread
 
+    def list_threads(self, **page: Any) -> dict[str, Any]:
+        """A page of threads; Azure's Agent Service lists them, the OpenAI API does not."""
+        return paginate(list(self._threads.values()), **page)
+
     def retrieve_thread(self, thread_id: str) -> dict[str, Any]:
         """The thread, or a 404."""
         thread = self._threads.get(thread_id)
@@ -201,6 +205,7 @@ class ApiState:
         params: Mapping[str, Any],
         rounds: Sequence[Sequence[ToolCallScript]] | None = None,
         expires_after_s: float | None = None,
+        action_type: str = "submit_tool_outputs",
     ) -> dict[str, Any]:
         """Start a run; its rounds come from `rounds` or else from `metadata["sim_rounds"]`.
 
@@ -231,6 +236,7 @@ class ApiState:
             settings=run_settings(params, assistant, metadata),
             rounds=script,
             queued_since=now,
+            action_type=action_type,
         )
         self._runs[run.id] = run
         self._thread_runs[thread_id].append(run.id)
