@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
@@ -31,9 +33,12 @@ if TYPE_CHECKING:
     from .config import ApiSettings
     from .metrics import Metrics
 
-__all__ = ["ApiClient", "RetryPolicy"]
+__all__ = ["ApiClient", "RequestBudget", "RetryPolicy"]
 
 log = structlog.get_logger("worker.client")
+
+# Where the client keeps the API's `openai-poll-after-ms` hint beside an answer's fields.
+POLL_AFTER_KEY = "__poll_after_ms"
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -61,6 +66,43 @@ class RetryPolicy:
         return isinstance(error, ApiConnectionError | ApiTimeout)
 
 
+class RequestBudget:
+    """At most ``per_s`` requests in any one-second window: a sliding log of send times.
+
+    A token bucket would allow a burst of twice the rate across a window boundary; the log
+    does not. The window carries a small margin, since the API sees our requests with jitter.
+    """
+
+    WINDOW_S = 1.05
+
+    def __init__(self, per_s: int) -> None:
+        self.per_s = per_s
+        self._sent: deque[float] = deque()
+        self._lock: anyio.Lock | None = None  # made on first use, inside the event loop
+        self.waited_s = 0.0
+
+    async def acquire(self) -> None:
+        """Wait until one more request fits in the budget, then count it."""
+        if self.per_s <= 0:
+            return
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:  # first come, first served
+            now = anyio.current_time()
+            self._expire(now)
+            if len(self._sent) >= self.per_s:
+                delay_s = self._sent[0] + self.WINDOW_S - now
+                self.waited_s += delay_s
+                await anyio.sleep(delay_s)
+                now = anyio.current_time()
+                self._expire(now)
+            self._sent.append(now)
+
+    def _expire(self, now: float) -> None:
+        while self._sent and now - self._sent[0] >= self.WINDOW_S:
+            self._sent.popleft()
+
+
 class ApiClient:
     """The Assistants API endpoints the worker uses, over one pooled aiohttp session.
 
@@ -79,6 +121,7 @@ class ApiClient:
         self._settings = settings
         self._metrics = metrics
         self._retry = retry or RetryPolicy(settings.max_retries)
+        self.budget = RequestBudget(settings.max_requests_per_s)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -104,14 +147,15 @@ class ApiClient:
 
     async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
         data = await self._request("GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}")
-        return Run.from_json(data)
+        return _run(data)
 
     async def list_runs(self, thread_id: str, *, limit: int = 1, order: str = "desc") -> list[Run]:
         """The thread's runs, newest first by default; ``limit=1`` finds the active one."""
         data = await self._request(
             "GET", "list_runs", f"/threads/{thread_id}/runs", params={"limit": limit, "order": order}
         )
-        return [Run.from_json(item) for item in data.get("data") or []]
+        hint = data.get(POLL_AFTER_KEY)
+        return [_run({**item, POLL_AFTER_KEY: hint}) for item in data.get("data") or []]
 
     async def submit_tool_outputs(
         self,
@@ -217,6 +261,7 @@ class ApiClient:
         timeout_s = self._settings.request_timeout_s
         if deadline is not None:
             timeout_s = min(timeout_s, max(deadline - anyio.current_time(), 0.001))
+        await self.budget.acquire()
         started = anyio.current_time()
         status = "error"
         query = self._profile.query()
@@ -236,7 +281,11 @@ class ApiClient:
                     payload = await response.read()
                     if response.status >= 400:
                         raise _status_error(endpoint, response, payload)
-                    return _decode(endpoint, payload)
+                    data = _decode(endpoint, payload)
+                    hint = response.headers.get("openai-poll-after-ms")
+                    if hint is not None and hint.isdigit():
+                        data[POLL_AFTER_KEY] = int(hint)
+                    return data
         finally:
             self._metrics.api_requests.labels(endpoint, status).inc()
             self._metrics.api_request_duration.labels(endpoint).observe(
@@ -253,6 +302,12 @@ def _translate_errors(endpoint: str, timeout_s: float) -> Iterator[None]:
         raise ApiTimeout(endpoint, timeout_s) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(endpoint, type(exc).__name__) from exc
+
+
+def _run(data: dict[str, Any]) -> Run:
+    run = Run.from_json(data)
+    hint = data.get(POLL_AFTER_KEY)
+    return dataclasses.replace(run, poll_after_ms=hint) if isinstance(hint, int) else run
 
 
 def _decode(endpoint: str, payload: bytes) -> dict[str, Any]:

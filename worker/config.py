@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiSettings",
+    "CoordinationSettings",
+    "IntakeSettings",
     "LoggingSettings",
     "Secret",
     "ServerSettings",
@@ -68,6 +70,8 @@ class ApiSettings(_Section):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
     max_retries: int = Field(default=4, ge=0)
+    # The request budget: never more requests than this in any one-second window (0: no limit).
+    max_requests_per_s: int = Field(default=100, ge=0)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
     azure_auth: Literal["api_key", "entra"] = "api_key"
@@ -104,6 +108,9 @@ class ServerSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    # Bearer token for POST /v1/watch; the endpoint answers 404 while it is unset.
+    # Set it from the environment: TOOL_WORKER__SERVER__WATCH_TOKEN.
+    watch_token: SecretStr | None = None
 
 
 class LoggingSettings(_Section):
@@ -120,6 +127,26 @@ class ShutdownSettings(_Section):
     drain_timeout_s: float = Field(default=30.0, ge=0)
 
 
+class CoordinationSettings(_Section):
+    """``[coordination]``: how replicas agree that each round is dispatched once."""
+
+    backend: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    lease_s: float = Field(default=30.0, gt=0)
+    key_prefix: str = "tool-worker"
+
+
+class IntakeSettings(_Section):
+    """``[intake]``: work announced at run time through a Redis stream."""
+
+    redis_stream: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "tool-worker:watch"
+    group: str = "tool-worker"
+    # Entries a dead replica read but never acknowledged are taken over after this long.
+    claim_idle_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(_Section):
     """Everything the worker is configured with; build it with ``load_config``."""
 
@@ -129,6 +156,8 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    coordination: CoordinationSettings = CoordinationSettings()
+    intake: IntakeSettings = IntakeSettings()
     api_key: Secret | None = Field(default=None, exclude=True, repr=False)
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import signal
+import socket
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,10 +15,11 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from .backends import build_profile
-from .claims import LocalClaims
+from .claims import ClaimStore, LocalClaims, RedisClaims
 from .client import ApiClient
 from .dispatch import Dispatcher
-from .errors import ApiError, ApiStatusError, AuthError, ConfigError
+from .errors import ApiError, ApiStatusError, AuthError, ConfigError, CoordinationError
+from .intake import RedisIntake
 from .metrics import Metrics
 from .models import Round
 from .poller import Poller
@@ -22,6 +27,8 @@ from .server import Server
 from .submit import Submitter
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .backends import BackendProfile
     from .config import Settings
     from .registry import Registry
@@ -32,6 +39,20 @@ log = structlog.get_logger("worker.daemon")
 
 AUTH_FAILURES_NOT_READY = 3
 POLL_FAILURES_NOT_READY = 10
+
+
+def replica_name() -> str:
+    """This process among the replicas: host and pid, as the claims and the intake see it."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Spine:
+    """The stages a round passes through, wired once per run."""
+
+    dispatcher: Dispatcher
+    submitter: Submitter
+    claims: ClaimStore
 
 
 class Worker:
@@ -52,7 +73,6 @@ class Worker:
         self._rounds: anyio.CancelScope | None = None
         self._in_flight: set[Round] = set()
         self._abandoned: list[Round] = []
-        self._claims = LocalClaims()
         self._draining = False
         self.server: Server | None = None
         self.poller: Poller | None = None
@@ -62,54 +82,82 @@ class Worker:
 
         Raises:
             AuthError: the API refused the key at start.
+            ConfigError: the API refused the first request, or Redis support is missing.
         """
-        async with ApiClient(self._profile, self.settings.api, self.metrics) as client:
+        async with (
+            ApiClient(self._profile, self.settings.api, self.metrics) as client,
+            self._claim_store() as claims,
+        ):
             await self._check_access(client)
             send, receive = anyio.create_memory_object_stream[Round](
                 max_buffer_size=self.settings.tools.max_concurrent_rounds
             )
-            self.poller = Poller(client, self.settings.watch, self.metrics, self._claims)
-            dispatcher = Dispatcher(self.registry, self.settings.tools, self.metrics,
-                                    log_arguments=self.settings.logging.log_arguments)
-            submitter = Submitter(client, self.metrics)
+            self.poller = Poller(client, self.settings.watch, self.metrics, claims)
+            spine = _Spine(
+                Dispatcher(self.registry, self.settings.tools, self.metrics,
+                           log_arguments=self.settings.logging.log_arguments),
+                Submitter(client, self.metrics),
+                claims,
+            )
             async with anyio.create_task_group() as tg:
-                if self.settings.server.enabled:
-                    self.server = Server(
-                        self.settings.server.host, self.settings.server.port, self.metrics,
-                        self._readiness,
-                    )
-                    await tg.start(self.server.serve)
-                await tg.start(self._watch_signals)
+                await self._start_edges(tg, self.poller)
                 tg.start_soon(functools.partial(self.poller.run, send, until_idle=until_idle))
                 log.info("worker started", tools=[t.name for t in self.registry],
                          threads=len(self.settings.watch.threads))
-                await self._process_rounds(receive, dispatcher, submitter)
+                await self._process_rounds(receive, spine)
                 tg.cancel_scope.cancel()
         log.info("worker stopped")
 
-    async def _process_rounds(self, receive: Any, dispatcher: Dispatcher, submitter: Submitter) -> None:
+    async def _start_edges(self, tg: anyio.abc.TaskGroup, poller: Poller) -> None:
+        """The HTTP server, the signal handler and the Redis intake, as configured."""
+        if self.settings.server.enabled:
+            self.server = Server(
+                self.settings.server, self.metrics, self._readiness, watch=poller.watch
+            )
+            await tg.start(self.server.serve)
+        await tg.start(self._watch_signals)
+        if self.settings.intake.redis_stream:
+            intake = RedisIntake.from_settings(self.settings.intake, watch=poller.watch)
+            tg.start_soon(intake.run)
+
+    @contextlib.asynccontextmanager
+    async def _claim_store(self) -> AsyncIterator[ClaimStore]:
+        coordination = self.settings.coordination
+        store: ClaimStore
+        if coordination.backend == "redis":
+            store = RedisClaims.from_url(
+                coordination.redis_url, owner=replica_name(), lease_s=coordination.lease_s,
+                prefix=coordination.key_prefix,
+            )
+        else:
+            store = LocalClaims()
+        try:
+            yield store
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
+
+    async def _process_rounds(self, receive: Any, spine: _Spine) -> None:
         self._rounds = anyio.CancelScope()
         with self._rounds:
             slots = anyio.Semaphore(self.settings.tools.max_concurrent_rounds)
             async with receive, anyio.create_task_group() as rounds:
                 async for round_ in receive:
                     await slots.acquire()
-                    rounds.start_soon(self._process_round, round_, dispatcher, submitter, slots)
+                    rounds.start_soon(self._process_round, round_, spine, slots)
         if self._abandoned:
             log.error("stopped before these rounds were submitted; a restarted worker takes them",
                       runs=sorted(r.run_id for r in self._abandoned))
 
-    async def _process_round(
-        self, round_: Round, dispatcher: Dispatcher, submitter: Submitter,
-        slots: anyio.Semaphore,
-    ) -> None:
+    async def _process_round(self, round_: Round, spine: _Spine, slots: anyio.Semaphore) -> None:
+        """Claimed round -> dispatch -> one submission -> settle the claim."""
         self._in_flight.add(round_)
         try:
             with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
-                outputs = await dispatcher.run(round_)
-                if await submitter.submit(round_, outputs) == "failed":
-                    # Not delivered, and the run may still wait: let the next poll take it again.
-                    self._claims.release(round_.run_id, round_.key)
+                async with self._lease(round_, spine.claims):
+                    outputs = await spine.dispatcher.run(round_)
+                    outcome = await spine.submitter.submit(round_, outputs)
+                await self._settle(round_, outcome, spine.claims)
         except anyio.get_cancelled_exc_class():
             self._abandoned.append(round_)
             raise
@@ -118,6 +166,34 @@ class Worker:
             slots.release()
             assert self.poller is not None  # noqa: S101 - set before rounds flow
             self.poller.round_finished(round_)
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, round_: Round, claims: ClaimStore) -> AsyncIterator[None]:
+        """Renew the round's claim while its handlers run, at a third of the lease."""
+
+        async def renew_forever() -> None:
+            while True:
+                await anyio.sleep(self.settings.coordination.lease_s / 3)
+                try:
+                    if not await claims.renew(round_):
+                        log.warning("lost the claim on this round; another replica may take it")
+                except CoordinationError as exc:
+                    log.warning("could not renew the claim", error=str(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(renew_forever)
+            yield
+            tg.cancel_scope.cancel()
+
+    async def _settle(self, round_: Round, outcome: str, claims: ClaimStore) -> None:
+        try:
+            if outcome == "failed":
+                # Not delivered, and the run may still wait: let the next poll take it again.
+                await claims.release(round_)
+            else:
+                await claims.done(round_)
+        except CoordinationError as exc:
+            log.warning("could not settle the claim; its lease will run out", error=str(exc))
 
     async def _check_access(self, client: ApiClient) -> None:
         """Fail at start when the API refuses us; a network hiccup only warns.

@@ -107,7 +107,7 @@ async def run_demo(*, runs: int = 24, seed: int = 7) -> bool:
         print(f"tool-worker demo: {runs} runs, {expected_rounds} rounds, simulator at "
               f"{sim.base_url}, tools: {', '.join(t.name for t in registry)}\n", flush=True)
         settings = Settings.model_validate({
-            "api": {"base_url": sim.base_url},
+            "api": {"base_url": sim.base_url, "max_requests_per_s": 0},
             "watch": {"threads": threads, "active_poll_interval_s": 0.05},
             "server": {"enabled": False},
         })

@@ -12,6 +12,7 @@
     │       ├── RateLimited      429: slow down, honour ``retry_after_s``
     │       ├── NotFound         404: the thread or run does not exist (for this key)
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
+    ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
     ├── ToolNotFound             the model called a tool that is not registered
     └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
 
@@ -32,6 +33,7 @@ __all__ = [
     "ApiTimeout",
     "AuthError",
     "ConfigError",
+    "CoordinationError",
     "NotFound",
     "RateLimited",
     "RunNotActionable",
@@ -141,6 +143,18 @@ class RunNotActionable(ApiStatusError):
     """
 
     after_lost_answer: bool = False
+
+
+class CoordinationError(WorkerError):
+    """Redis (claims or intake) could not be reached or answered an error."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(
+            f"{operation}: the coordination store failed ({reason}); "
+            "check [coordination] redis_url and that Redis is up"
+        )
 
 
 class ToolNotFound(WorkerError):

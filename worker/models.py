@@ -61,6 +61,8 @@ class Run:
     expires_at: int | None
     required_action_type: str | None
     tool_calls: tuple[ToolCall, ...]
+    # The API's `openai-poll-after-ms` hint that came with this answer, if any.
+    poll_after_ms: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:

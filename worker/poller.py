@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from .errors import ApiError, AuthError, NotFound
+from .errors import ApiError, AuthError, CoordinationError, NotFound
 from .models import Round, Run
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from .claims import LocalClaims
+    from .claims import ClaimStore
     from .client import ApiClient
     from .config import WatchSettings
     from .metrics import Metrics
@@ -46,7 +46,7 @@ class Poller:
     """
 
     def __init__(
-        self, client: ApiClient, settings: WatchSettings, metrics: Metrics, claims: LocalClaims
+        self, client: ApiClient, settings: WatchSettings, metrics: Metrics, claims: ClaimStore
     ) -> None:
         self._client = client
         self._settings = settings
@@ -177,7 +177,7 @@ class Poller:
             try:
                 run = await self._current_run(watch)
             except NotFound:
-                return self._lost(watch)
+                return await self._lost(watch)
             except AuthError as exc:
                 self.auth_failures += 1
                 self.consecutive_failures += 1
@@ -189,7 +189,11 @@ class Poller:
                 return self._settings.idle_poll_interval_s
             self.auth_failures = self.consecutive_failures = 0
             watch.polled = True
-            return await self._follow(watch, run, send)
+            try:
+                return await self._follow(watch, run, send)
+            except CoordinationError as exc:
+                log.warning("could not claim the round; trying again", error=str(exc))
+                return self._settings.active_poll_interval_s
 
     async def _current_run(self, watch: _Watch) -> Run | None:
         if watch.run_id is not None:
@@ -203,18 +207,19 @@ class Poller:
         if run is None or run.status.is_terminal:
             if watch.run_id is not None:
                 # The run just ended; a follow-up run often starts soon after.
-                self._claims.forget_run(watch.run_id)
+                await self._claims.forget_run(watch.run_id)
                 self._set_run(watch, None)
                 return self._settings.active_poll_interval_s
             return self._settings.idle_poll_interval_s
         self._set_run(watch, run.id)
         if run.wants_tool_outputs and not self._stopping:
             round_ = Round.from_run(run, detected_at=anyio.current_time())
-            if self._claims.try_claim(run.id, round_.key):
+            if await self._claims.try_claim(round_):
                 watch.busy = True
                 log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
                 await send.send(round_)
                 return None
+            return self._settings.active_poll_interval_s  # a stale read of a round in hand
         elif (
             run.required_action_type not in (None, "submit_tool_outputs")
             and watch.other_action_logged != run.id
@@ -226,6 +231,9 @@ class Poller:
                 run_id=run.id,
                 action=run.required_action_type,
             )
+        if run.poll_after_ms is not None:
+            # The API says when the run will next change: look then, and not before.
+            return min(run.poll_after_ms / 1000, self._settings.idle_poll_interval_s)
         return self._settings.active_poll_interval_s
 
     def _set_run(self, watch: _Watch, run_id: str | None) -> None:
@@ -234,10 +242,10 @@ class Poller:
         if delta:
             self._metrics.active_runs.inc(delta)
 
-    def _lost(self, watch: _Watch) -> float | None:
+    async def _lost(self, watch: _Watch) -> float | None:
         if watch.run_id is not None:
             log.warning("the followed run is gone; looking for the thread's newest run")
-            self._claims.forget_run(watch.run_id)
+            await self._claims.forget_run(watch.run_id)
             self._set_run(watch, None)
             return 0.0
         log.error("thread not found; no longer watching it")

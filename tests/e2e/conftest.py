@@ -53,7 +53,7 @@ async def run_worker(sim: Simulator, threads: Sequence[str], *, timeout_s: float
     watch = {"threads": list(threads), "active_poll_interval_s": 0.02,
              "idle_poll_interval_s": 0.2, **sections.pop("watch", {})}
     settings = make_settings(
-        api={"base_url": sim.base_url, **sections.pop("api", {})},
+        api={"base_url": sim.base_url, "max_requests_per_s": 0, **sections.pop("api", {})},
         watch=watch,
         tools={"modules": list(modules), **sections.pop("tools", {})},
         server={"enabled": False},

@@ -23,7 +23,7 @@ SIM_KEY = "sk-test"
 def write_config(path: Path, sim: Simulator, threads: list[str], **sections: dict[str, Any]) -> Path:
     """A TOML config for the simulator's threads; sections override the test defaults."""
     config: dict[str, dict[str, Any]] = {
-        "api": {"base_url": sim.base_url},
+        "api": {"base_url": sim.base_url, "max_requests_per_s": 0},
         "watch": {"threads": threads, "active_poll_interval_s": 0.05, "idle_poll_interval_s": 0.2},
         "tools": {"modules": ["tests.handlers.sample", "tools.builtin"]},
         "server": {"enabled": False},
