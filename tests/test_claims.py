@@ -51,4 +51,5 @@ async def test_forgetting_a_finished_run_frees_its_memory() -> None:
 def test_rounds_of_the_same_run_are_different_claims() -> None:
     """Each round has new tool call ids, so it is its own claim."""
     assert make_round("run_1", "a").key != make_round("run_1", "b").key
-    assert anyio is not None and pytest is not None
+    assert anyio is not None
+    assert pytest is not None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.test_schema import assert_strict_mode
 from worker.cli import main
 
 if TYPE_CHECKING:
@@ -38,6 +39,30 @@ def test_tools_schema_prints_the_assistants_tools_array(capsys: pytest.CaptureFi
     assert all(t["type"] == "function" and t["function"]["parameters"]["type"] == "object"
                for t in tools)
     assert "calculate" in {t["function"]["name"] for t in tools}
+
+
+def test_the_ready_made_tools_have_strict_schemas(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ready-made tool is printed with "strict": true and a schema strict mode accepts."""
+    assert main(["tools", "schema"]) == 0
+    for item in json.loads(capsys.readouterr().out):
+        assert item["function"]["strict"] is True, item["function"]["name"]
+        assert_strict_mode(item["function"]["parameters"])
+
+
+def test_tools_list_says_why_a_tool_is_not_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool whose schema cannot be strict is listed with the reason."""
+    config = tmp_path / "w.toml"
+    config.write_text('[tools]\nmodules = ["tests.handlers.loose"]\n')
+    assert main(["tools", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "tune  Tune with any named numbers.",
+        ("      (not strict: 'options' is a dict with open keys; use a pydantic model with named "
+        "fields)"),
+    ]
+    assert main(["tools", "schema", "--config", str(config)]) == 0
+    assert "strict" not in json.loads(capsys.readouterr().out)[0]["function"]
 
 
 def test_check_config_reports_what_it_found(

@@ -27,7 +27,7 @@ def test_spec_takes_name_description_and_options() -> None:
 
 
 def test_schema_comes_from_type_hints() -> None:
-    """Literal, defaults and required parameters appear in the Assistants tool format."""
+    """Literal, defaults and required parameters appear in the Assistants tool format, strict."""
     spec = tool_spec(sample.weather)
     assert spec is not None
     assert spec.to_openai() == {
@@ -39,11 +39,15 @@ def test_schema_comes_from_type_hints() -> None:
                 "type": "object",
                 "properties": {
                     "city": {"type": "string"},
-                    "unit": {"enum": ["c", "f"], "type": "string", "default": "c"},
+                    "unit": {
+                        "anyOf": [{"enum": ["c", "f"], "type": "string"}, {"type": "null"}],
+                        "description": '(default: "c")',
+                    },
                 },
-                "required": ["city"],
+                "required": ["city", "unit"],
                 "additionalProperties": False,
             },
+            "strict": True,
         },
     }
 

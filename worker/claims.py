@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import CoordinationError
+from .redis_connect import connect_redis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -115,10 +116,7 @@ class RedisClaims:
 
     @classmethod
     def from_url(cls, url: str, *, owner: str, lease_s: float, prefix: str) -> RedisClaims:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return cls(client, owner=owner, lease_s=lease_s, prefix=prefix)
+        return cls(connect_redis(url), owner=owner, lease_s=lease_s, prefix=prefix)
 
     def _key(self, round_: Round) -> str:
         # The round's identity is its run and its set of call ids; hash the set to bound the key.

@@ -144,6 +144,8 @@ def _tools_list(args: argparse.Namespace) -> int:
     width = max((len(t.name) for t in registry), default=0)
     for spec in registry:
         print(f"{spec.name:<{width}}  {spec.description}")
+        if spec.signature.strict_problem is not None:
+            print(f"{'':<{width}}  (not strict: {spec.signature.strict_problem})")
     return EXIT_OK
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from .redis_connect import connect_redis
+
 if TYPE_CHECKING:
     from .config import IntakeSettings
 
@@ -32,11 +34,9 @@ async def enqueue(
 
     ``client`` is a ``redis.asyncio.Redis`` or a URL such as ``redis://127.0.0.1:6379/0``.
     """
-    import redis.asyncio
-
     fields: dict[Any, Any] = {"thread_id": thread_id, **({"run_id": run_id} if run_id else {})}
     if isinstance(client, str):
-        async with redis.asyncio.Redis.from_url(client) as own:
+        async with connect_redis(client) as own:
             return _text(await own.xadd(stream, fields))
     return _text(await client.xadd(stream, fields))
 
@@ -53,10 +53,8 @@ class RedisIntake:
 
     @classmethod
     def from_settings(cls, settings: IntakeSettings, *, watch: Watch) -> RedisIntake:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-        return cls(client, settings, watch, f"{socket.gethostname()}-{os.getpid()}")
+        return cls(connect_redis(settings.redis_url), settings, watch,
+                   f"{socket.gethostname()}-{os.getpid()}")
 
     async def run(self) -> None:
         """Read until cancelled; Redis outages are logged and waited out, nothing is dropped."""

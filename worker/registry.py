@@ -7,6 +7,7 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
+from .docstrings import parse_docstring
 from .errors import ConfigError, ToolNotFound
 from .schema import Signature, read_signature
 
@@ -36,14 +37,14 @@ class Tool:
 
     def to_openai(self) -> dict[str, Any]:
         """The tool as the Assistants API's ``tools`` array takes it."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.signature.json_schema(),
-            },
+        function: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.signature.json_schema(),
         }
+        if self.signature.strict:
+            function["strict"] = True
+        return {"type": "function", "function": function}
 
 
 @overload
@@ -80,7 +81,7 @@ def tool(
             raise ValueError(f"tool {tool_name!r}: max_concurrency must be at least 1")
         spec = Tool(
             name=tool_name,
-            description=inspect.cleandoc(func.__doc__ or "").split("\n\n")[0],
+            description=parse_docstring(func.__doc__).summary,
             fn=func,
             is_async=inspect.iscoroutinefunction(func),
             signature=read_signature(func, tool_name),

@@ -1,4 +1,4 @@
-"""Type hints -> an argument validator and a JSON schema (pure functions, no I/O)."""
+"""Type hints and docstring -> an argument validator and a JSON schema (pure functions, no I/O)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,48 @@ import inspect
 import json
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
+from pydantic.fields import FieldInfo
 
 from .context import ToolContext
+from .docstrings import parse_docstring
 from .errors import ToolArgumentsError
+from .strict import NotStrict, Schema, fill_defaults, strip_titles, to_strict
 
 __all__ = ["Signature", "read_signature"]
 
 
 @dataclass(frozen=True, slots=True)
 class Signature:
-    """What a handler takes: a pydantic model of its arguments and where the context goes."""
+    """What a handler takes: a model of its arguments, its JSON schema, and where the context goes.
+
+    ``parameters`` is the schema as the API takes it: strict-mode form when ``strict``, else
+    pydantic's own; ``strict_problem`` says why a schema could not be strict.
+    """
 
     tool: str
     model: type[pydantic.BaseModel]
     context_param: str | None
+    schema: Schema
+    parameters: Schema
+    strict: bool
+    strict_problem: str | None = None
 
     def parse(self, arguments: str) -> dict[str, Any]:
         """Turn the model's raw JSON text into validated keyword arguments.
+
+        A null for a parameter that has a default and does not take null means the default,
+        as strict mode sends it.
 
         Raises:
             ToolArgumentsError: the text is not a JSON object or does not fit the hints.
         """
         try:
             raw = json.loads(arguments, parse_constant=_reject_constant) if arguments.strip() else {}
+            if isinstance(raw, dict):
+                raw = fill_defaults(raw, self.schema, self.schema.get("$defs", {}))
         except json.JSONDecodeError as exc:
             raise ToolArgumentsError(self.tool, f"not valid JSON ({exc.msg} at {exc.pos})") from None
         except (ValueError, RecursionError) as exc:
@@ -44,18 +60,19 @@ class Signature:
             raise ToolArgumentsError(self.tool, _describe(exc)) from None
         return {name: getattr(validated, name) for name in type(validated).model_fields}
 
-    def json_schema(self) -> dict[str, Any]:
+    def json_schema(self) -> Schema:
         """The JSON schema of the parameters, as the Assistants ``function.parameters`` takes it."""
-        schema = self.model.model_json_schema()
-        schema.pop("title", None)
-        for prop in schema.get("properties", {}).values():
-            prop.pop("title", None)
-        return schema
+        return self.parameters
 
 
 def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
-    """Read a handler's parameters; a parameter annotated ``ToolContext`` receives the context."""
+    """Read a handler's parameters; a parameter annotated ``ToolContext`` receives the context.
+
+    A parameter's description comes from its ``Field(description=...)``, or else from the
+    docstring's ``Args:`` section.
+    """
     hints = typing.get_type_hints(fn, include_extras=True)
+    documented = parse_docstring(fn.__doc__).params
     fields: dict[str, Any] = {}
     context_param = None
     for param in inspect.signature(fn).parameters.values():
@@ -66,13 +83,28 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
             context_param = param.name
             continue
         default = ... if param.default is param.empty else param.default
+        description = documented.get(param.name)
+        if description and not _has_description(annotation, default):
+            annotation = Annotated[annotation, pydantic.Field(description=description)]
         fields[param.name] = (annotation, default)
     model = pydantic.create_model(
         f"{tool}_arguments",
         __config__=pydantic.ConfigDict(extra="forbid"),
         **fields,
     )
-    return Signature(tool=tool, model=model, context_param=context_param)
+    schema = model.model_json_schema()
+    try:
+        parameters, strict, problem = to_strict(schema), True, None
+    except NotStrict as exc:
+        parameters, strict, problem = strip_titles(schema), False, str(exc)
+    return Signature(tool, model, context_param, schema, parameters, strict, problem)
+
+
+def _has_description(annotation: Any, default: Any) -> bool:
+    infos = [default] if isinstance(default, FieldInfo) else []
+    if typing.get_origin(annotation) is Annotated:
+        infos += [item for item in annotation.__metadata__ if isinstance(item, FieldInfo)]
+    return any(info.description for info in infos)
 
 
 def _reject_constant(name: str) -> Any:

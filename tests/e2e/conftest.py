@@ -10,12 +10,13 @@ import anyio
 import pytest
 
 from tests.conftest import make_settings
+from tests.redis_server import RedisServer
 from worker.daemon import Worker
 from worker.registry import Registry
 from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
 SIM_KEY = "sk-test"
 
@@ -74,3 +75,14 @@ def assert_each_round_submitted_once(sim: Simulator, runs: Sequence[str],
         assert sim.run(run_id)["status"] == "completed", run_id
     refused = [s for s in sim.submissions if s.status != 200]
     assert refused == []
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh, private Redis for one test (sync fixture: it starts before the loop runs)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

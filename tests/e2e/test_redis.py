@@ -1,0 +1,140 @@
+"""Claims and intake on a real Redis: leases, done marks, consumer groups, takeovers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from tests.conftest import wait_for
+from worker.claims import RedisClaims
+from worker.config import IntakeSettings
+from worker.errors import CoordinationError
+from worker.intake import RedisIntake, enqueue
+from worker.models import Round, ToolCall
+from worker.redis_connect import connect_redis
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+
+def make_round(run_id: str = "run_1") -> Round:
+    return Round("thread_1", run_id, "asst_1", None,
+                 (ToolCall("call_1", "add", "{}"), ToolCall("call_2", "add", "{}")), 0.0)
+
+
+def claims(server: RedisServer, owner: str, lease_s: float = 5.0) -> RedisClaims:
+    return RedisClaims.from_url(server.url, owner=owner, lease_s=lease_s, prefix="test")
+
+
+async def test_only_one_replica_gets_a_round(redis_server: RedisServer) -> None:
+    """Two replicas race for the same round; exactly one wins."""
+    a, b = claims(redis_server, "a"), claims(redis_server, "b")
+    try:
+        results = [await a.try_claim(make_round()), await b.try_claim(make_round())]
+        assert results == [True, False]
+        assert await b.try_claim(make_round("run_2"))
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_dead_replicas_lease_runs_out(redis_server: RedisServer) -> None:
+    """A claim that is not renewed expires, and another replica takes the round."""
+    a, b = claims(redis_server, "a", lease_s=0.3), claims(redis_server, "b", lease_s=0.3)
+    try:
+        assert await a.try_claim(make_round())
+        with anyio.fail_after(5):
+            # The lease runs out inside Redis: asking again is the only way to see it.
+            while not await b.try_claim(make_round()):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        assert not await a.renew(make_round()), "a lost its lease to b"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_renewal_keeps_and_done_closes_a_round(redis_server: RedisServer) -> None:
+    """Renewing keeps the round; done keeps it closed; only the owner can release it."""
+    a, b = claims(redis_server, "a", lease_s=0.3), claims(redis_server, "b", lease_s=0.3)
+    try:
+        assert await a.try_claim(make_round())
+        for _ in range(4):
+            await anyio.sleep(0.1)
+            assert await a.renew(make_round())
+        await b.release(make_round())  # not b's to release
+        assert not await b.try_claim(make_round())
+        await a.done(make_round())
+        await anyio.sleep(0.4)  # past the lease: a done mark outlives it
+        assert not await b.try_claim(make_round())
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_released_round_can_be_taken(redis_server: RedisServer) -> None:
+    """A round given back after a failed submission can be claimed again at once."""
+    a, b = claims(redis_server, "a"), claims(redis_server, "b")
+    try:
+        await a.try_claim(make_round())
+        await a.release(make_round())
+        assert await b.try_claim(make_round())
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_redis_down_is_a_coordination_error(redis_server: RedisServer) -> None:
+    """With Redis gone, claiming raises CoordinationError, never a redis exception."""
+    a = claims(redis_server, "a")
+    redis_server.stop()
+    try:
+        with pytest.raises(CoordinationError, match="claim a round"):
+            await a.try_claim(make_round())
+    finally:
+        await a.aclose()
+
+
+async def intake_for(server: RedisServer, seen: list[tuple[str, str | None]], consumer: str,
+                     claim_idle_s: float = 30.0) -> RedisIntake:
+    settings = IntakeSettings(redis_stream=True, redis_url=server.url, stream="s", group="g",
+                              claim_idle_s=claim_idle_s)
+    client = connect_redis(server.url)
+    return RedisIntake(client, settings, lambda t, r: seen.append((t, r)), consumer)
+
+
+async def test_each_entry_reaches_one_replica(redis_server: RedisServer) -> None:
+    """Two consumers of the group share the entries: each is watched exactly once."""
+    seen: list[tuple[str, str | None]] = []
+    first = await intake_for(redis_server, seen, "one")
+    second = await intake_for(redis_server, seen, "two")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first.run)
+        tg.start_soon(second.run)
+        for i in range(20):
+            await enqueue(redis_server.url, f"thread_{i}", f"run_{i}" if i % 2 else None,
+                          stream="s")
+        await wait_for(lambda: len(seen) >= 20, what="20 entries")
+        tg.cancel_scope.cancel()
+    assert sorted(seen) == sorted((f"thread_{i}", f"run_{i}" if i % 2 else None)
+                                  for i in range(20))
+
+
+async def test_a_dead_consumers_entries_are_taken_over(redis_server: RedisServer) -> None:
+    """Entries read but never acknowledged by a dead replica are claimed by another."""
+    client = connect_redis(redis_server.url)
+    await client.xgroup_create("s", "g", id="0", mkstream=True)
+    await enqueue(client, "thread_orphan", stream="s")
+    await client.xreadgroup("g", "dead", {"s": ">"}, count=10)  # read, never acked
+    seen: list[tuple[str, str | None]] = []
+    survivor = await intake_for(redis_server, seen, "alive", claim_idle_s=0.2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(survivor.run)
+        await wait_for(lambda: seen == [("thread_orphan", None)], what="the takeover")
+        tg.cancel_scope.cancel()
+    pending = await client.xpending("s", "g")
+    await client.aclose()
+    assert pending["pending"] == 0
