@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tests.conftest import ServedApp
 from worker.backends import OpenAIProfile
-from worker.client import ApiClient, RetryPolicy
+from worker.client import ApiClient, RequestBudget, RetryPolicy
 from worker.config import ApiSettings, Secret
 from worker.errors import (
     ApiConnectionError,
@@ -258,3 +258,22 @@ async def test_list_runs_passes_order_and_limit() -> None:
     assert queries == [{"limit": "1", "order": "desc"}]
     assert [r.id for r in runs] == ["run_1"]
     assert json.dumps(queries)
+
+
+async def test_the_request_budget_holds_in_every_one_second_window() -> None:
+    """With a budget of 20 per second, no 20 requests out of 50 fit in one second."""
+    budget = RequestBudget(20)
+    sent = []
+    for _ in range(50):
+        await budget.acquire()
+        sent.append(anyio.current_time())
+    assert all(later - earlier >= 1.0 for earlier, later in zip(sent, sent[20:], strict=False))
+    assert budget.waited_s > 0
+
+
+async def test_a_zero_budget_means_no_limit() -> None:
+    """max_requests_per_s = 0 never waits."""
+    budget = RequestBudget(0)
+    for _ in range(1000):
+        await budget.acquire()
+    assert budget.waited_s == 0
