@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import anyio
 import pytest
 
-from tests.handlers import sample
+from tests.handlers import options, sample
 from worker.config import ToolsSettings
 from worker.dispatch import Dispatcher
 from worker.metrics import Metrics
@@ -189,3 +191,54 @@ async def test_context_tells_the_time_left(dispatcher: Dispatcher) -> None:
     ctx = fake_context(timeout_s=30)
     assert 29 < ctx.seconds_left() <= 30
     assert abs(ctx.seconds_left() - (ctx.deadline - anyio.current_time())) < 0.5
+
+
+async def test_hidden_errors_reach_only_the_log() -> None:
+    """With expose_errors=False the model reads a generic line; the log has the exception."""
+    with capture_logs() as logs:
+        output = await call_tool(options.secretive)
+    assert output.outcome == "error"
+    assert output.output == "Error: the tool 'secretive' failed; the error was logged."
+    (line,) = [entry for entry in logs if entry["event"] == "tool handler raised"]
+    assert "hunter2" in str(line["exc_info"])
+
+
+async def test_exposed_errors_name_the_exception() -> None:
+    """By default the model reads the exception's type and message."""
+    output = await call_tool(options.leaky)
+    assert output.output == "Error: the tool 'leaky' failed: RuntimeError: db01.internal is down"
+
+
+async def test_a_tool_output_limit_overrides_the_configured_one() -> None:
+    """max_output_chars on @tool cuts that tool's outputs, whatever [tools] says."""
+    settings = ToolsSettings(max_output_chars=100_000)
+    output = await call_tool(options.chatty, {"times": 1000}, settings=settings)
+    assert len(output.output) == 300
+    assert output.output.endswith("of 5000 characters removed]")
+
+
+async def test_a_process_tool_runs_in_another_process() -> None:
+    """process=True runs the handler in a worker process and returns its result."""
+    output = await call_tool(options.cpu_pid)
+    assert output.outcome == "ok"
+    assert int(output.output) != os.getpid()
+
+
+async def test_a_tool_error_from_a_process_is_sent_verbatim() -> None:
+    """A ToolError raised in the worker process reaches the model as its text."""
+    output = await call_tool(options.cpu_refuses, {"city": "Atlantis"})
+    assert (output.outcome, output.output) == (
+        "error", "no weather for 'Atlantis'; pass a city name like 'Paris'")
+
+
+async def test_a_process_tool_that_overruns_times_out() -> None:
+    """A CPU-bound handler holding the GIL in a process is stopped by its timeout."""
+    metrics = Metrics()
+    dispatcher = Dispatcher(Registry.from_modules(["tests.handlers.options"]), ToolsSettings(),
+                            metrics)
+    (output,) = await dispatcher.run(make_round(("cpu_spin", "{}")))
+    assert (output.outcome, output.output) == (
+        "timeout", "Error: the tool 'cpu_spin' timed out after 0.5 s.")
+    # The process is killed, not abandoned like a thread.
+    assert metrics.registry.get_sample_value(
+        "toolworker_abandoned_threads_total", {"tool": "cpu_spin"}) is None

@@ -1,11 +1,11 @@
-"""The registry: @tool specs, schemas from hints, module discovery, duplicates."""
+"""The registry: @tool specs and options, schemas from hints, module discovery, duplicates."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.handlers import sample
-from worker import ConfigError, ToolNotFound, tool
+from worker import ConfigError, ToolContext, ToolNotFound, tool
 from worker.registry import Registry, tool_spec
 
 
@@ -92,11 +92,49 @@ def test_unimportable_module_is_a_config_error() -> None:
         Registry.from_modules(["no_such_pkg.tools"])
 
 
-@pytest.mark.parametrize("options", [{"timeout": 0}, {"max_concurrency": 0}])
-def test_bad_options_are_rejected(options: dict[str, float]) -> None:
-    """Nonsense timeouts and limits fail at decoration time."""
+@pytest.mark.parametrize(
+    "bad",
+    [{"timeout": 0}, {"max_concurrency": 0}, {"max_output_chars": 100}, {"name": "two words"}],
+)
+def test_bad_options_are_rejected(bad: dict[str, object]) -> None:
+    """Nonsense timeouts, limits and names fail at decoration time."""
     with pytest.raises(ValueError, match="must"):
 
-        @tool(**options)  # type: ignore[arg-type]
+        @tool(**bad)  # type: ignore[call-overload, untyped-decorator]
         def handler() -> str:
             return ""
+
+
+def test_spec_keeps_the_per_tool_options() -> None:
+    """max_output_chars, expose_errors and process reach the spec; the defaults change nothing."""
+    specs = {spec.name: spec for spec in Registry.from_modules(["tests.handlers.options"])}
+    assert specs["chatty"].max_output_chars == 300
+    assert specs["secretive"].expose_errors is False
+    assert specs["cpu_pid"].process is True
+    plain = tool_spec(sample.add)
+    assert plain is not None
+    assert (plain.max_output_chars, plain.expose_errors, plain.process) == (None, True, False)
+
+
+def test_process_refuses_a_tool_context_parameter() -> None:
+    """A ToolContext cannot cross into another process, so asking for one is refused at once."""
+    with pytest.raises(TypeError, match="process=True cannot pass a ToolContext .* 'ctx'"):
+
+        @tool(process=True)
+        def crunch(ctx: ToolContext, n: int) -> int:
+            return n
+
+
+def test_process_refuses_async_and_nested_functions() -> None:
+    """Only sync functions defined at module level can run in a worker process."""
+    with pytest.raises(TypeError, match="process=True runs sync functions"):
+
+        @tool(process=True)
+        async def crunch_async(n: int) -> int:
+            return n
+
+    with pytest.raises(TypeError, match="defined at module level"):
+
+        @tool(process=True)
+        def crunch_nested(n: int) -> int:
+            return n

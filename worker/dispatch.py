@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_process
 import pydantic_core
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -61,6 +62,11 @@ class Dispatcher:
             for spec in registry
             if spec.max_concurrency is not None
         }
+        self._output_limits = {
+            spec.name: spec.max_output_chars
+            for spec in registry
+            if spec.max_output_chars is not None
+        }
 
     async def run(self, round_: Round, deadline: float | None = None) -> list[ToolOutput]:
         """Answer every call of the round; never raises for a handler's or the model's fault."""
@@ -97,7 +103,9 @@ class Dispatcher:
             finally:
                 self._metrics.in_flight_calls.dec()
             duration_s = anyio.current_time() - started
-            text = self._truncate(text)
+            text = self._truncate(
+                text, self._output_limits.get(call.name, self._settings.max_output_chars)
+            )
             tool_label = call.name if outcome != "unknown_tool" else "(unknown)"
             self._metrics.tool_calls.labels(tool_label, outcome).inc()
             if outcome != "unknown_tool":
@@ -145,13 +153,15 @@ class Dispatcher:
                 return str(exc), "error"
             except Exception as exc:
                 log.warning("tool handler raised", exc_info=exc)
+                if not spec.expose_errors:
+                    return f"Error: the tool {spec.name!r} failed; the error was logged.", "error"
                 return (
                     f"Error: the tool {spec.name!r} failed: {type(exc).__name__}: {exc}"[:500],
                     "error",
                 )
         if scope.cancelled_caught:
             log.warning("tool call timed out", timeout_s=round(timeout_s, 3))
-            if not spec.is_async:
+            if not spec.is_async and not spec.process:
                 # The thread cannot be interrupted; it finishes in the background, unawaited.
                 self._metrics.abandoned_threads.labels(spec.name).inc()
             return f"Error: the tool {spec.name!r} timed out after {max(timeout_s, 0):.1f} s.", "timeout"
@@ -167,14 +177,19 @@ class Dispatcher:
     async def _call(self, spec: Tool, kwargs: dict[str, Any]) -> Any:
         if spec.is_async:
             return await spec.fn(**kwargs)
+        if spec.process:
+            # cancellable: on timeout the worker process is killed, so the work really stops.
+            return await anyio.to_process.run_sync(
+                functools.partial(spec.fn, **kwargs), cancellable=True
+            )
         # abandon_on_cancel: a sync handler that overruns its timeout cannot be interrupted;
         # the round goes on without it and the thread finishes in the background.
         return await anyio.to_thread.run_sync(
             functools.partial(spec.fn, **kwargs), limiter=self._threads, abandon_on_cancel=True
         )
 
-    def _truncate(self, text: str) -> str:
-        limit = self._settings.max_output_chars
+    @staticmethod
+    def _truncate(text: str, limit: int) -> str:
         if len(text) <= limit:
             return text
         # The marker's own length depends on the count, so size it with the upper bound first.

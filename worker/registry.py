@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -19,7 +20,10 @@ __all__ = ["Registry", "Tool", "tool", "tool_spec"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+MIN_OUTPUT_CHARS = 256  # the same floor as [tools] max_output_chars: room for the cut marker
+
 _ATTRIBUTE = "__tool_worker_tool__"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what the API accepts as a function name
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,9 @@ class Tool:
     timeout_s: float | None
     max_concurrency: int | None
     origin: str  # "module:qualname", to name both places of a duplicate
+    max_output_chars: int | None = None
+    expose_errors: bool = True
+    process: bool = False
 
     def to_openai(self) -> dict[str, Any]:
         """The tool as the Assistants API's ``tools`` array takes it."""
@@ -53,7 +60,13 @@ def tool(fn: Callable[P, R], /) -> Callable[P, R]: ...
 
 @overload
 def tool(
-    *, name: str | None = None, timeout: float | None = None, max_concurrency: int | None = None
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+    max_output_chars: int | None = None,
+    expose_errors: bool = True,
+    process: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -64,35 +77,78 @@ def tool(
     name: str | None = None,
     timeout: float | None = None,
     max_concurrency: int | None = None,
+    max_output_chars: int | None = None,
+    expose_errors: bool = True,
+    process: bool = False,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Register a function as a tool handler; it stays callable as it was.
 
     Args:
         name: the tool's name as the model calls it; the function's name by default.
-        timeout: seconds a call may take; the configured default otherwise.
+        timeout: seconds a call may take; ``[tools] default_timeout_s`` otherwise.
         max_concurrency: how many calls of this tool may run at once.
+        max_output_chars: longer outputs are cut; ``[tools] max_output_chars`` otherwise.
+        expose_errors: whether the model sees an unexpected exception's type and message
+            (``ToolError`` text is always sent); when False it reads only that the tool failed.
+        process: run a CPU-bound sync handler in a process pool, where a timeout can stop it.
+            The function must be defined at module level and cannot take a ``ToolContext``.
+
+    Raises:
+        TypeError: the function cannot be a tool (its parameters, or ``process`` with it).
+        ValueError: an option is out of range.
     """
 
     def register(func: Callable[P, R]) -> Callable[P, R]:
         tool_name = name or func.__name__
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"tool {tool_name!r}: timeout must be positive, got {timeout}")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"tool {tool_name!r}: max_concurrency must be at least 1")
+        _check_options(tool_name, timeout, max_concurrency, max_output_chars)
+        signature = read_signature(func, tool_name)
+        is_async = inspect.iscoroutinefunction(func)
+        if process:
+            _check_process(tool_name, func, signature, is_async)
         spec = Tool(
             name=tool_name,
             description=parse_docstring(func.__doc__).summary,
             fn=func,
-            is_async=inspect.iscoroutinefunction(func),
-            signature=read_signature(func, tool_name),
+            is_async=is_async,
+            signature=signature,
             timeout_s=timeout,
             max_concurrency=max_concurrency,
             origin=f"{func.__module__}:{func.__qualname__}",
+            max_output_chars=max_output_chars,
+            expose_errors=expose_errors,
+            process=process,
         )
         setattr(func, _ATTRIBUTE, spec)
         return func
 
     return register if fn is None else register(fn)
+
+
+def _check_options(
+    name: str, timeout: float | None, max_concurrency: int | None, max_output_chars: int | None
+) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"tool {name!r}: a name must be 1 to 64 letters, digits, '_' or '-'")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"tool {name!r}: timeout must be positive, got {timeout}")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"tool {name!r}: max_concurrency must be at least 1")
+    if max_output_chars is not None and max_output_chars < MIN_OUTPUT_CHARS:
+        raise ValueError(f"tool {name!r}: max_output_chars must be at least {MIN_OUTPUT_CHARS}")
+
+
+def _check_process(name: str, func: Callable[..., Any], signature: Signature, is_async: bool) -> None:
+    if is_async:
+        raise TypeError(f"tool {name!r}: process=True runs sync functions; an async handler "
+                        "already runs on the event loop, so drop process=True")
+    if signature.context_param is not None:
+        raise TypeError(
+            f"tool {name!r}: process=True cannot pass a ToolContext to another process; remove "
+            f"the parameter {signature.context_param!r} or drop process=True to run in a thread"
+        )
+    if "<locals>" in func.__qualname__:
+        raise TypeError(f"tool {name!r}: process=True needs a function defined at module level, "
+                        "so that the worker process can import it")
 
 
 def tool_spec(fn: Callable[..., Any]) -> Tool | None:

@@ -6,12 +6,17 @@ from typing import Literal
 
 from worker import ToolContext, ToolError, tool
 
-__all__ = ["get_weather", "lookup", "uses_them"]
+__all__ = ["crunch", "get_weather", "lookup", "private_lookup", "uses_them"]
 
 
 @tool
 async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, object]:
-    """Current weather for a city."""
+    """Current weather for a city.
+
+    Args:
+        city: A city name, like 'Paris'.
+        unit: Degrees Celsius or Fahrenheit.
+    """
     if not city:
         raise ToolError("pass a city name like 'Paris'")
     return {"city": city, "temperature": 21, "unit": unit}
@@ -24,8 +29,23 @@ def lookup(ctx: ToolContext, key: str) -> str:
     return key.upper()
 
 
+@tool(max_output_chars=4_000, expose_errors=False)
+async def private_lookup(key: str) -> str:
+    """Look a key up in a store whose errors must not reach the model."""
+    return key
+
+
+@tool(process=True, timeout=30.0)
+def crunch(n: int) -> int:
+    """Sum the squares below n, in a worker process (CPU-bound, holds the GIL)."""
+    return sum(i * i for i in range(n))
+
+
 async def uses_them(ctx: ToolContext) -> str:
     """Decorated handlers keep their signatures for type checkers."""
     weather: dict[str, object] = await get_weather("Oslo", unit="f")
     found: str = lookup(ctx, "k")
-    return f"{weather['city']} {found}"
+    secret: str = await private_lookup("k")
+    total: int = crunch(10)
+    return f"{weather['city']} {found} {secret} {total}"
+
