@@ -1,12 +1,21 @@
-"""The registry: @tool specs and options, schemas from hints, module discovery, duplicates."""
+"""The registry: @tool specs and options, schemas from hints, modules, entry points, duplicates."""
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import pytest
 
-from tests.handlers import sample
+from tests.handlers import options, sample
 from worker import ConfigError, ToolContext, ToolNotFound, tool
 from worker.registry import Registry, tool_spec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    Install = Callable[[str, dict[str, str], dict[str, str]], None]
 
 
 def test_decorated_functions_stay_callable() -> None:
@@ -138,3 +147,77 @@ def test_process_refuses_async_and_nested_functions() -> None:
         @tool(process=True)
         def crunch_nested(n: int) -> int:
             return n
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    """Install a distribution the way pip does: its modules and a .dist-info on sys.path."""
+    created: list[str] = []
+
+    def write(dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+        for name, source in modules.items():
+            (tmp_path / f"{name}.py").write_text(source)
+            created.append(name)
+        info = tmp_path / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[tool_worker.tools]\n{lines}")
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield write
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+def handlers_source(*names: str) -> str:
+    """A handler module with one trivial tool per name."""
+    lines = ["from worker import tool", ""]
+    for name in names:
+        lines += ["@tool", f"def {name}(a: int) -> int:", f'    """The {name} tool."""',
+                  "    return a", ""]
+    return "\n".join(lines)
+
+
+def test_entry_point_modules_are_registered(install: Install) -> None:
+    """A module named by a tool_worker.tools entry point registers its tools beside config's."""
+    install("forecast-tools", {"forecast": "ep_forecast"},
+            {"ep_forecast": handlers_source("forecast", "tides")})
+    registry = Registry.discover(["tests.handlers.options"])
+    assert {"forecast", "tides", "chatty"} <= {spec.name for spec in registry}
+
+
+def test_a_duplicate_from_an_entry_point_names_it_and_its_distribution(install: Install) -> None:
+    """Clashing with a configured module, the error names both places and the distribution."""
+    install("clash-tools", {"clash": "ep_clash"}, {"ep_clash": handlers_source("add")})
+    with pytest.raises(ConfigError, match=(
+        r"two handlers are named 'add': tests\.handlers\.sample:add and ep_clash:add "
+        r"\(from entry point 'clash' in group 'tool_worker\.tools' of distribution "
+        r"clash-tools 1\.0\); rename one")):
+        Registry.discover(["tests.handlers.sample"])
+
+
+def test_a_module_both_configured_and_an_entry_point_is_no_duplicate(install: Install) -> None:
+    """The same function found twice is one tool."""
+    install("twice-tools", {"twice": "tests.handlers.options"}, {})
+    registry = Registry.discover(["tests.handlers.options"])
+    assert registry.get("chatty").fn is options.chatty
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ep_missing_module", ("cannot import handler module 'ep_missing_module' named by "
+                              "entry point 'broken' in group 'tool_worker.tools' of distribution "
+                              "broken-tools 1.0: ModuleNotFoundError")),
+        ("tests.handlers.options:chatty", ("entry point 'broken' .* must name a module, like "
+                                          "'mypkg.tools', not 'tests.handlers.options:chatty'")),
+    ],
+)
+def test_a_broken_entry_point_is_a_config_error(
+    install: Install, value: str, message: str
+) -> None:
+    """An entry point that names no importable module stops the start, naming it."""
+    install("broken-tools", {"broken": value}, {})
+    with pytest.raises(ConfigError, match=message):
+        Registry.discover([])

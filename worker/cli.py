@@ -98,7 +98,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, *, require_api_key: bool) -> tuple[Settings, Registry]:
     settings = load_config(args.config, require_api_key=require_api_key)
-    return settings, Registry.from_modules(settings.tools.modules)
+    return settings, Registry.discover(settings.tools.modules)
 
 
 def _run(args: argparse.Namespace) -> int:

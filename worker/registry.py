@@ -1,8 +1,9 @@
-"""@tool turns a function into a Tool spec; Registry finds them in the configured modules."""
+"""@tool turns a function into a Tool spec; Registry finds them in modules and entry points."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import re
 from dataclasses import dataclass
@@ -14,12 +15,14 @@ from .schema import Signature, read_signature
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from types import ModuleType
 
-__all__ = ["Registry", "Tool", "tool", "tool_spec"]
+__all__ = ["ENTRY_POINT_GROUP", "Registry", "Tool", "tool", "tool_spec"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+ENTRY_POINT_GROUP = "tool_worker.tools"
 MIN_OUTPUT_CHARS = 256  # the same floor as [tools] max_output_chars: room for the cut marker
 
 _ATTRIBUTE = "__tool_worker_tool__"
@@ -162,6 +165,7 @@ class Registry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._found_in: dict[str, str] = {}
         for spec in tools:
             self.add(spec)
 
@@ -174,28 +178,55 @@ class Registry:
         """
         registry = cls()
         for module_name in modules:
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as exc:
-                raise ConfigError(
-                    f"cannot import handler module {module_name!r}: {type(exc).__name__}: {exc}",
-                    key="tools.modules",
-                ) from exc
-            for value in vars(module).values():
-                spec = tool_spec(value) if callable(value) else None
-                if spec is not None:
-                    registry.add(spec)
+            registry.add_module(_import(module_name, "", "tools.modules"))
         return registry
 
-    def add(self, spec: Tool) -> None:
+    @classmethod
+    def discover(cls, modules: Iterable[str]) -> Registry:
+        """The tools of the configured modules and of every ``tool_worker.tools`` entry point.
+
+        Each entry point names a module (``mypkg = "mypkg.tools"``).
+
+        Raises:
+            ConfigError: a module cannot be imported, or two handlers share a name.
+        """
+        registry = cls.from_modules(modules)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            where = _describe(entry_point)
+            if entry_point.attr:
+                raise ConfigError(f"{where} must name a module, like 'mypkg.tools', not "
+                                  f"{entry_point.value!r}")
+            registry.add_module(_import(entry_point.module, f" named by {where}", None),
+                                found_in=where)
+        return registry
+
+    def add_module(self, module: ModuleType, *, found_in: str = "") -> None:
+        """Register every ``@tool`` of an imported module; ``found_in`` names how it was found."""
+        for value in vars(module).values():
+            spec = tool_spec(value) if callable(value) else None
+            if spec is not None:
+                self.add(spec, found_in=found_in)
+
+    def add(self, spec: Tool, *, found_in: str = "") -> None:
+        """Register one tool.
+
+        Raises:
+            ConfigError: another handler has the same name.
+        """
         existing = self._tools.get(spec.name)
         if existing is not None and existing.fn is not spec.fn:
+            first = self._place(existing, self._found_in[spec.name])
             raise ConfigError(
-                f"two handlers are named {spec.name!r}: {existing.origin} and {spec.origin}; "
+                f"two handlers are named {spec.name!r}: {first} and {self._place(spec, found_in)}; "
                 "rename one with @tool(name=...)",
-                key="tools.modules",
+                key=None if found_in or self._found_in[spec.name] else "tools.modules",
             )
         self._tools[spec.name] = spec
+        self._found_in.setdefault(spec.name, found_in)
+
+    @staticmethod
+    def _place(spec: Tool, found_in: str) -> str:
+        return f"{spec.origin} (from {found_in})" if found_in else spec.origin
 
     def get(self, name: str) -> Tool:
         try:
@@ -208,3 +239,19 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._tools)
+
+
+def _import(module_name: str, named_by: str, key: str | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot import handler module {module_name!r}{named_by}: {type(exc).__name__}: {exc}",
+            key=key,
+        ) from exc
+
+
+def _describe(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    owner = f" of distribution {dist.name} {dist.version}" if dist is not None else ""
+    return f"entry point {entry_point.name!r} in group {ENTRY_POINT_GROUP!r}{owner}"
