@@ -1,4 +1,4 @@
-"""The ``tool-worker`` command: run, demo, simulate, tools list|schema, check-config."""
+"""The ``tool-worker`` command: run, demo, simulate, tools list|schema|sync, check-config."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ import anyio
 import structlog
 
 from . import __version__
+from .assistants import sync_assistant
+from .backends import build_profile
+from .client import ApiClient
 from .config import Settings, load_config
 from .daemon import Worker
-from .errors import AuthError, ConfigError, WorkerError
+from .errors import AuthError, ConfigError, NotFound, WorkerError
 from .logs import configure_logging
+from .metrics import Metrics
 from .registry import Registry
 
 __all__ = ["main"]
@@ -73,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         sub = tools_commands.add_parser(name, help=text)
         _add_config(sub)
         sub.set_defaults(handler=handler)
+    sync = tools_commands.add_parser(
+        "sync", help="make an assistant's function tools match the registered ones")
+    _add_config(sync)
+    sync.add_argument("--assistant", required=True, metavar="ASSISTANT_ID",
+                      help="the assistant to update, like asst_abc123")
+    sync.add_argument("--dry-run", action="store_true", help="show the differences, change nothing")
+    sync.set_defaults(handler=_tools_sync)
 
     simulate = commands.add_parser("simulate", help="serve the built-in fake Assistants API")
     simulate.add_argument("--host", default="127.0.0.1")
@@ -153,6 +164,31 @@ def _tools_schema(args: argparse.Namespace) -> int:
     _, registry = _load(args, require_api_key=False)
     print(json.dumps([spec.to_openai() for spec in registry], indent=2))
     return EXIT_OK
+
+
+def _tools_sync(args: argparse.Namespace) -> int:
+    settings, registry = _load(args, require_api_key=True)
+
+    async def sync() -> int:
+        profile = build_profile(settings.api, settings.api_key)
+        async with ApiClient(profile, settings.api, Metrics()) as client:
+            try:
+                plan = await sync_assistant(client, args.assistant, registry, dry_run=args.dry_run)
+            except NotFound:
+                print(f"tool-worker: assistant {args.assistant!r} not found at "
+                      f"{settings.api.base_url}; check the id and the key's project",
+                      file=sys.stderr)
+                return EXIT_FAILURE
+        print("\n".join(plan.describe()))
+        if plan.in_sync:
+            print(f"in sync: {len(plan.unchanged)} function tool(s)")
+        elif args.dry_run:
+            print("dry run: the assistant was not changed")
+        else:
+            print(f"updated {plan.assistant_id}")
+        return EXIT_OK
+
+    return anyio.run(sync)
 
 
 def _simulate(args: argparse.Namespace) -> int:
