@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 collect_ignore = ["typing"]
 
+# The fixtures handler authors get (tool_worker), and pytester to test the plugin itself.
+pytest_plugins = ["worker.pytest_plugin", "pytester"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -6,8 +6,10 @@ import os
 
 import anyio
 import pytest
+import structlog
 
 from tests.handlers import options, sample
+from worker import ToolContext, tool
 from worker.config import ToolsSettings
 from worker.dispatch import Dispatcher
 from worker.metrics import Metrics
@@ -191,6 +193,23 @@ async def test_context_tells_the_time_left(dispatcher: Dispatcher) -> None:
     ctx = fake_context(timeout_s=30)
     assert 29 < ctx.seconds_left() <= 30
     assert abs(ctx.seconds_left() - (ctx.deadline - anyio.current_time())) < 0.5
+
+
+async def test_call_tool_hands_the_callers_context_to_the_handler() -> None:
+    """call_tool passes the caller's ToolContext fields, its log included, to the handler."""
+    seen: list[ToolContext] = []
+
+    @tool
+    def remember(ctx: ToolContext) -> str:
+        """Keep the context."""
+        seen.append(ctx)
+        return "ok"
+
+    log = structlog.get_logger("mine").bind(request="r-1")
+    ctx = fake_context(thread_id="thread_x", tool_call_id="call_x", log=log)
+    assert (await call_tool(remember, ctx=ctx)).output == "ok"
+    assert seen[0].log is log
+    assert (seen[0].thread_id, seen[0].tool_call_id) == ("thread_x", "call_x")
 
 
 async def test_hidden_errors_reach_only_the_log() -> None:

@@ -17,6 +17,8 @@ from .errors import ToolArgumentsError, ToolError, ToolNotFound
 from .models import Round, ToolCall, ToolOutput
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from .config import ToolsSettings
     from .metrics import Metrics
     from .registry import Registry, Tool
@@ -49,8 +51,11 @@ class Dispatcher:
         metrics: Metrics,
         *,
         log_arguments: bool = False,
+        tool_log: FilteringBoundLogger | None = None,
     ) -> None:
+        """``tool_log`` is the ``ctx.log`` handlers get; a fresh logger per call by default."""
         self._registry = registry
+        self._tool_log = tool_log
         self._log_arguments = log_arguments
         self._settings = settings
         self._metrics = metrics
@@ -141,7 +146,7 @@ class Dispatcher:
                 tool_call_id=call.id,
                 assistant_id=round_.assistant_id,
                 deadline=deadline,
-                log=structlog.get_logger("tool").bind(),
+                log=self._tool_log or structlog.get_logger("tool").bind(),
             )
         timeout_s = min(
             spec.timeout_s or self._settings.default_timeout_s, deadline - anyio.current_time()

@@ -1,9 +1,12 @@
-"""Helpers for handler authors: call a tool exactly as the worker would, in a test."""
+"""Helpers for handler authors: call a tool as the worker would, or run the worker end to end."""
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,17 +14,31 @@ import structlog
 import structlog.testing
 from structlog.contextvars import merge_contextvars
 
-from .config import ToolsSettings
+from .config import ApiSettings, Secret, ServerSettings, Settings, ToolsSettings, WatchSettings
 from .context import ToolContext
+from .daemon import Worker
 from .dispatch import Dispatcher
 from .metrics import Metrics
 from .models import Round, ToolCall, ToolOutput
 from .registry import Registry, tool_spec
+from .simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, MutableMapping
+    from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 
-__all__ = ["call_tool", "capture_logs", "fake_context"]
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "CallResult",
+    "RunResult",
+    "ToolWorker",
+    "call_tool",
+    "capture_logs",
+    "fake_context",
+    "run_tools",
+]
+
+_KEY = "sk-tool-worker-testing"
 
 
 @contextmanager
@@ -38,6 +55,7 @@ def fake_context(
     tool_call_id: str = "call_test",
     assistant_id: str = "asst_test",
     timeout_s: float = 60.0,
+    log: FilteringBoundLogger | None = None,
 ) -> ToolContext:
     """A ToolContext for calling a handler directly in a test."""
     return ToolContext(
@@ -46,7 +64,7 @@ def fake_context(
         tool_call_id=tool_call_id,
         assistant_id=assistant_id,
         deadline=anyio.current_time() + timeout_s,
-        log=structlog.get_logger("tool").bind(),
+        log=log or structlog.get_logger("tool").bind(),
     )
 
 
@@ -59,7 +77,8 @@ async def call_tool(
 ) -> ToolOutput:
     """Run one call of a ``@tool`` handler through the worker's real validation and error path.
 
-    ``arguments`` is the model's raw JSON text (a dict is encoded for you). The returned
+    ``arguments`` is the model's raw JSON text (a dict is encoded for you). The handler gets
+    ``ctx`` (its ids, deadline and ``log``) when it asks for a ToolContext. The returned
     ``ToolOutput`` holds the exact ``output`` string the model would see and the ``outcome``.
     """
     spec = tool_spec(fn)
@@ -75,6 +94,127 @@ async def call_tool(
         tool_calls=(ToolCall(ctx.tool_call_id, spec.name, raw),),
         detected_at=anyio.current_time(),
     )
-    dispatcher = Dispatcher(Registry([spec]), settings or ToolsSettings(), Metrics())
+    dispatcher = Dispatcher(Registry([spec]), settings or ToolsSettings(), Metrics(),
+                            tool_log=ctx.log)
     (output,) = await dispatcher.run(round_, deadline=ctx.deadline)
     return output
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One tool call of a scripted round and the output the worker submitted for it."""
+
+    name: str
+    arguments: str
+    tool_call_id: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What the worker did with a scripted run: its final status and each round's outputs."""
+
+    run_id: str
+    status: str  # "completed" when every round was answered
+    rounds: tuple[tuple[CallResult, ...], ...]
+
+    @property
+    def outputs(self) -> list[list[str]]:
+        """The submitted output strings, per round, in the order of the calls."""
+        return [[call.output for call in round_] for round_ in self.rounds]
+
+
+class ToolWorker:
+    """The real worker with your handlers, against the built-in simulator of the API.
+
+    Each ``run`` starts a simulator on loopback, creates an assistant with the handlers'
+    ``tools`` and a run whose model makes the scripted rounds of calls, runs the worker until
+    the run ends, and returns what was submitted. Nothing is shared between runs.
+
+    Args:
+        handlers: ``@tool`` functions, modules, or module names (as in ``[tools] modules``).
+        tools: the ``[tools]`` settings (timeouts, limits); the defaults otherwise.
+        timeout_s: a run that takes longer fails the test with ``TimeoutError``.
+    """
+
+    def __init__(
+        self,
+        handlers: Iterable[Callable[..., Any] | str | ModuleType],
+        *,
+        tools: ToolsSettings | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.registry = _registry(handlers)
+        self.tools = tools or ToolsSettings()
+        self.timeout_s = timeout_s
+
+    async def run(self, rounds: Sequence[Sequence[tuple[str, str | dict[str, Any]]]]) -> RunResult:
+        """Answer a run whose model calls ``rounds``: ``[[("name", {"arg": 1}), ...], ...]``.
+
+        Arguments given as a dict are JSON-encoded; a string is sent as it is, even if it is
+        not valid JSON, as a model may send it.
+        """
+        script = [[ToolCallScript(name, args if isinstance(args, str) else json.dumps(args))
+                   for name, args in round_] for round_ in rounds]
+        async with Simulator(api_key=_KEY) as sim:
+            assistant_id = sim.create_assistant(
+                "tool-worker test", [spec.to_openai() for spec in self.registry])
+            thread_id = sim.create_thread()
+            run_id = sim.create_run(thread_id, assistant_id, rounds=script)
+            worker = Worker(self._settings(sim.base_url, thread_id), self.registry)
+            with anyio.fail_after(self.timeout_s):
+                await worker.run(until_idle=True)
+            return _result(sim, run_id, script)
+
+    def _settings(self, base_url: str, thread_id: str) -> Settings:
+        return Settings(
+            api=ApiSettings(base_url=base_url),
+            watch=WatchSettings(threads=(thread_id,), active_poll_interval_s=0.01,
+                                idle_poll_interval_s=0.05),
+            tools=self.tools,
+            server=ServerSettings(enabled=False),
+            api_key=Secret(_KEY),
+        )
+
+
+async def run_tools(
+    handlers: Iterable[Callable[..., Any] | str | ModuleType],
+    rounds: Sequence[Sequence[tuple[str, str | dict[str, Any]]]],
+    *,
+    tools: ToolsSettings | None = None,
+    timeout_s: float = 30.0,
+) -> RunResult:
+    """Run the worker with ``handlers`` against the simulator for one scripted run.
+
+    ``await run_tools([get_weather], [[("get_weather", {"city": "Oslo"})]])`` returns a
+    ``RunResult`` whose ``outputs`` are the strings the model received, per round.
+    """
+    return await ToolWorker(handlers, tools=tools, timeout_s=timeout_s).run(rounds)
+
+
+def _registry(handlers: Iterable[Callable[..., Any] | str | ModuleType]) -> Registry:
+    registry = Registry()
+    for item in handlers:
+        if isinstance(item, str | ModuleType):
+            registry.add_module(import_module(item) if isinstance(item, str) else item)
+            continue
+        spec = tool_spec(item)
+        if spec is None:
+            raise TypeError(f"{item!r} is not decorated with @tool, nor a module")
+        registry.add(spec)
+    if not len(registry):
+        raise ValueError("no tools: pass @tool functions, modules or module names")
+    return registry
+
+
+def _result(sim: Simulator, run_id: str, script: list[list[ToolCallScript]]) -> RunResult:
+    submitted = {s.round_index: s.tool_outputs for s in sim.accepted_submissions(run_id)}
+    rounds = []
+    for index, calls in enumerate(script):
+        if index not in submitted:
+            break  # the run ended (expired, say) before this round was answered
+        rounds.append(tuple(
+            CallResult(call.name, call.arguments, call_id, output)
+            for call, (call_id, output) in zip(calls, submitted[index], strict=True)
+        ))
+    return RunResult(run_id, str(sim.run(run_id)["status"]), tuple(rounds))

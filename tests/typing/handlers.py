@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from worker import ToolContext, ToolError, tool
+from worker.testing import RunResult, ToolWorker, call_tool, fake_context, run_tools
 
-__all__ = ["crunch", "get_weather", "lookup", "private_lookup", "uses_them"]
+__all__ = ["crunch", "get_weather", "lookup", "private_lookup", "tested", "uses_them"]
 
 
 @tool
@@ -49,3 +50,11 @@ async def uses_them(ctx: ToolContext) -> str:
     total: int = crunch(10)
     return f"{weather['city']} {found} {secret} {total}"
 
+
+async def tested(tool_worker: ToolWorker) -> list[list[str]]:
+    """The testing helpers, as the README uses them."""
+    output = await call_tool(get_weather, {"city": "Oslo"}, ctx=fake_context(timeout_s=5))
+    assert output.outcome == "ok"
+    result: RunResult = await run_tools([get_weather], [[("get_weather", {"city": "Oslo"})]])
+    again = await tool_worker.run([[("lookup", '{"key": "k"}')]])
+    return result.outputs + again.outputs

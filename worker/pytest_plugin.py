@@ -1,0 +1,43 @@
+"""pytest plugin: a ``tool_worker`` fixture for end-to-end tests of your handlers.
+
+Enable it in your top-level ``conftest.py`` and name your handlers once::
+
+    pytest_plugins = ["worker.pytest_plugin"]
+
+    @pytest.fixture
+    def tool_worker_handlers():
+        return ["mypkg.tools"]          # modules, module names or @tool functions
+
+Then ``result = await tool_worker.run([[("get_weather", {"city": "Oslo"})]])`` in a test.
+The fixtures are sync, so any async test runner (anyio's, pytest-asyncio) can await ``run``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .testing import ToolWorker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import ModuleType
+
+__all__ = ["tool_worker", "tool_worker_handlers"]
+
+
+@pytest.fixture
+def tool_worker_handlers() -> Iterable[Callable[..., Any] | str | ModuleType]:
+    """The handlers ``tool_worker`` runs; override this fixture to name yours."""
+    pytest.fail(
+        "the tool_worker fixture needs handlers: define a fixture named tool_worker_handlers "
+        "in your conftest.py that returns your @tool functions or module names",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def tool_worker(tool_worker_handlers: Iterable[Callable[..., Any] | str | ModuleType]) -> ToolWorker:
+    """The real worker with ``tool_worker_handlers``, against the simulator; ``await .run(...)``."""
+    return ToolWorker(tool_worker_handlers)
