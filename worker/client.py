@@ -145,14 +145,20 @@ class ApiClient:
             self._session = None
         await self._profile.aclose()
 
-    async def retrieve_run(self, thread_id: str, run_id: str) -> Run:
-        data = await self._request("GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}")
+    async def retrieve_run(self, thread_id: str, run_id: str, *, prepaid: bool = False) -> Run:
+        """The run as it is now; ``prepaid``: the caller took this request from the budget."""
+        data = await self._request(
+            "GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}", prepaid=prepaid
+        )
         return _run(data)
 
-    async def list_runs(self, thread_id: str, *, limit: int = 1, order: str = "desc") -> list[Run]:
+    async def list_runs(
+        self, thread_id: str, *, limit: int = 1, order: str = "desc", prepaid: bool = False
+    ) -> list[Run]:
         """The thread's runs, newest first by default; ``limit=1`` finds the active one."""
         data = await self._request(
-            "GET", "list_runs", f"/threads/{thread_id}/runs", params={"limit": limit, "order": order}
+            "GET", "list_runs", f"/threads/{thread_id}/runs",
+            params={"limit": limit, "order": order}, prepaid=prepaid,
         )
         hint = data.get(POLL_AFTER_KEY)
         return [_run({**item, POLL_AFTER_KEY: hint}) for item in data.get("data") or []]
@@ -223,10 +229,13 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         deadline: float | None = None,
+        prepaid: bool = False,
     ) -> dict[str, Any]:
         attempt = 0
         maybe_applied = False
         while True:
+            if not prepaid or attempt > 0:  # retries always pay
+                await self.budget.acquire()
             try:
                 return await self._request_once(method, endpoint, path, params, body, deadline)
             except RunNotActionable as error:
@@ -261,7 +270,6 @@ class ApiClient:
         timeout_s = self._settings.request_timeout_s
         if deadline is not None:
             timeout_s = min(timeout_s, max(deadline - anyio.current_time(), 0.001))
-        await self.budget.acquire()
         started = anyio.current_time()
         status = "error"
         query = self._profile.query()

@@ -41,8 +41,11 @@ class _Watch:
 class Poller:
     """Polls watched threads on one timeline and sends each new round down a stream.
 
-    There is no task or timer per thread: a heap of next-poll times drives a single loop,
-    and polls run in a task group bounded by ``max_concurrent_polls``.
+    There is no task or timer per thread: heaps of next-poll times drive a single loop, and
+    polls run in a task group bounded by ``max_concurrent_polls``. Each poll pays for its
+    request from the client's budget before it starts, and threads with an active run (or
+    just announced) come from their own heap first, so a budget spent on thousands of idle
+    threads never delays a run that waits for its outputs.
     """
 
     def __init__(
@@ -53,7 +56,8 @@ class Poller:
         self._metrics = metrics
         self._claims = claims
         self._watches: dict[str, _Watch] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        self._urgent: list[tuple[float, int, str]] = []  # active runs, announced threads
+        self._relaxed: list[tuple[float, int, str]] = []  # threads without an active run
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._stopped = anyio.Event()
@@ -63,24 +67,27 @@ class Poller:
         self.consecutive_failures = 0
         self.heartbeat = anyio.current_time()
         for thread_id in settings.threads:
-            self.watch(thread_id)
+            self.watch(thread_id, urgent=False)
 
-    def watch(self, thread_id: str, run_id: str | None = None) -> None:
-        """Follow a thread (and optionally a known run of it) from now on."""
+    def watch(self, thread_id: str, run_id: str | None = None, *, urgent: bool = True) -> None:
+        """Follow a thread (and optionally a known run of it) from now on.
+
+        An urgent watch (an announced run) is looked at before every idle thread.
+        """
         existing = self._watches.get(thread_id)
         if existing is None:
             self._watches[thread_id] = _Watch(thread_id)
             self._metrics.watched_threads.set(len(self._watches))
         if run_id is not None and self._watches[thread_id].run_id is None:
             self._set_run(self._watches[thread_id], run_id)
-        self._schedule(thread_id, 0.0)
+        self._schedule(thread_id, 0.0, urgent=urgent)
 
     def round_finished(self, round_: Round) -> None:
         """The round was submitted (or given up): look at its run again right away."""
         watch = self._watches.get(round_.thread_id)
         if watch is not None:
             watch.busy = False
-            self._schedule(round_.thread_id, 0.0)
+            self._schedule(round_.thread_id, 0.0, urgent=True)
 
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
@@ -105,16 +112,13 @@ class Poller:
                 self.heartbeat = anyio.current_time()
                 if until_idle and self.idle and slots.value == self._settings.max_concurrent_polls:
                     break
-                now = anyio.current_time()
-                while self._heap and self._heap[0][0] <= now and not self._stopping:
-                    due, _, thread_id = heapq.heappop(self._heap)
-                    watch = self._watches.get(thread_id)
-                    if watch is None or watch.busy or watch.due != due:
-                        continue
-                    self._metrics.poll_lag.observe(now - due)
-                    await slots.acquire()
-                    tg.start_soon(self._poll_and_release, watch, send, slots)
-                await self._sleep_until_due()
+                watch = self._next_due()
+                if watch is None:
+                    await self._sleep_until_due()
+                    continue
+                await self._client.budget.acquire()  # the poll's one request, paid up front
+                await slots.acquire()
+                tg.start_soon(self._poll_and_release, watch, send, slots)
             self._stopped.set()  # ends the discovery task, also when the loop ended idle
 
     async def _discover_forever(self) -> None:
@@ -139,23 +143,38 @@ class Poller:
             for thread_id in thread_ids:
                 if thread_id not in self._watches:
                     new += 1
-                    self.watch(thread_id)
+                    self.watch(thread_id, urgent=False)
             if after is None:
                 break
         if new:
             log.info("discovered threads", new=new, watched=len(self._watches))
         return new
 
+    def _next_due(self) -> _Watch | None:
+        """The most urgent watch whose time has come; stale heap entries are dropped."""
+        now = anyio.current_time()
+        for heap in (self._urgent, self._relaxed):
+            while heap and heap[0][0] <= now:
+                due, _, thread_id = heapq.heappop(heap)
+                watch = self._watches.get(thread_id)
+                if watch is None or watch.busy or watch.due != due:
+                    continue
+                self._metrics.poll_lag.observe(now - due)
+                return watch
+        return None
+
     async def _sleep_until_due(self) -> None:
-        timeout_s = self._heap[0][0] - anyio.current_time() if self._heap else 1.0
+        heads = [heap[0][0] for heap in (self._urgent, self._relaxed) if heap]
+        timeout_s = min(heads) - anyio.current_time() if heads else 1.0
         with anyio.move_on_after(max(timeout_s, 0.0)):
             await self._wake.wait()
         self._wake = anyio.Event()
 
-    def _schedule(self, thread_id: str, delay_s: float) -> None:
+    def _schedule(self, thread_id: str, delay_s: float, *, urgent: bool) -> None:
         due = anyio.current_time() + delay_s
         self._watches[thread_id].due = due
-        heapq.heappush(self._heap, (due, next(self._seq), thread_id))
+        heap = self._urgent if urgent else self._relaxed
+        heapq.heappush(heap, (due, next(self._seq), thread_id))
         if delay_s <= 0:
             self._wake.set()
 
@@ -168,7 +187,7 @@ class Poller:
             slots.release()
             self._wake.set()  # let an until_idle loop re-check
         if delay_s is not None:
-            self._schedule(watch.thread_id, delay_s)
+            self._schedule(watch.thread_id, delay_s, urgent=watch.run_id is not None)
 
     async def _poll(self, watch: _Watch, send: MemoryObjectSendStream[Round]) -> float | None:
         """Look at the thread once; returns when to look again (None: a round took it)."""
@@ -197,8 +216,8 @@ class Poller:
 
     async def _current_run(self, watch: _Watch) -> Run | None:
         if watch.run_id is not None:
-            return await self._client.retrieve_run(watch.thread_id, watch.run_id)
-        runs = await self._client.list_runs(watch.thread_id, limit=1)
+            return await self._client.retrieve_run(watch.thread_id, watch.run_id, prepaid=True)
+        runs = await self._client.list_runs(watch.thread_id, limit=1, prepaid=True)
         return runs[0] if runs else None
 
     async def _follow(

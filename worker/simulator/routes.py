@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,6 +88,7 @@ class _Deps:
     latency_s: float
     faults: FaultInjector
     request_counts: Counter[str]
+    request_times: list[float]
     profile: Profile = "openai"
     api_versions: tuple[str, ...] = AZURE_API_VERSIONS
 
@@ -100,6 +102,7 @@ def build_app(
     api_key: str,
     faults: FaultInjector,
     request_counts: Counter[str],
+    request_times: list[float] | None = None,
     require_beta_header: bool = True,
     latency_s: float = 0.0,
     profile: Profile = "openai",
@@ -110,7 +113,7 @@ def build_app(
     app = web.Application(middlewares=[_api_middleware], client_max_size=_MAX_BODY_BYTES)
     app[_DEPS] = _Deps(
         state, api_key, require_beta_header and profile == "openai", latency_s, faults,
-        request_counts, profile, api_versions,
+        request_counts, request_times if request_times is not None else [], profile, api_versions,
     )
     routes = _ROUTES + (_AZURE_ROUTES if profile == "azure" else ())
     for method, path, handler in routes:
@@ -129,6 +132,7 @@ async def _api_middleware(
     endpoint = request.match_info.route.name
     if endpoint is not None:
         deps.request_counts[endpoint] += 1
+        deps.request_times.append(time.monotonic())
     if deps.latency_s:
         await asyncio.sleep(deps.latency_s)
     try:

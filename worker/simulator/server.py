@@ -80,6 +80,8 @@ class Simulator:
             seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock
         )
         self.request_counts: Counter[str] = Counter()
+        # When each request arrived (time.monotonic()), to check a client's request budget.
+        self.request_times: list[float] = []
         self._faults = FaultInjector(faults)
         self._latency_s = latency_s
         self._require_beta_header = require_beta_header
@@ -99,6 +101,7 @@ class Simulator:
             api_key=self.api_key,
             faults=self._faults,
             request_counts=self.request_counts,
+            request_times=self.request_times,
             require_beta_header=self._require_beta_header,
             latency_s=self._latency_s,
             profile=self.profile,

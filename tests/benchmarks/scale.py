@@ -1,0 +1,218 @@
+"""Scale benchmark: 10,000 watched threads, a few hundred active runs, one request budget.
+
+``.venv/bin/python -m tests.benchmarks.scale [--threads N] [--active N] [--budget RPS]``
+
+The simulator runs in this process; the worker is a separate ``tool-worker run`` process, so
+its peak RSS is its own. Reports the worker's peak RSS, the busiest one-second window of
+requests the simulator saw against the budget, and detection latency percentiles: for rounds
+of runs on configured threads (from the round becoming visible to its accepted submission,
+which includes that one request), and for runs announced through POST /v1/watch (from the
+announcement to the accepted submission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+
+from worker.simulator import Simulator, ToolCallScript
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-scale-bench"
+TOKEN = "scale-bench-watch-token"
+
+
+def _config(path: Path, sim: Simulator, threads: list[str], args: argparse.Namespace,
+            port: int) -> None:
+    path.write_text(f"""
+[api]
+base_url = "{sim.base_url}"
+max_requests_per_s = {args.budget}
+max_connections = 32
+[watch]
+threads = {json.dumps(threads)}
+active_poll_interval_s = {args.active_interval}
+idle_poll_interval_s = {args.idle_interval}
+max_concurrent_polls = 64
+[tools]
+modules = ["tools.builtin"]
+[server]
+host = "127.0.0.1"
+port = {port}
+[logging]
+format = "json"
+level = "warning"
+""")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _busiest_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _script(rounds: int) -> list[list[ToolCallScript]]:
+    return [[ToolCallScript("echo", '{"text": "a"}'), ToolCallScript("calculate",
+                                                                      '{"expression": "6*7"}')]
+            for _ in range(rounds)]
+
+
+async def _announce(sim: Simulator, assistant_id: str, port: int, count: int) -> dict[str, float]:
+    """Runs on threads the worker does not watch, announced once they wait for outputs."""
+    announced: dict[str, float] = {}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            thread_id = sim.create_thread()
+            run_id = sim.create_run(thread_id, assistant_id, rounds=_script(1))
+            # The simulator's state moves on its clock as it is read: checking is waiting.
+            while sim.run(run_id)["status"] != "requires_action":  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            announced[run_id] = time.monotonic()
+            async with session.post(f"http://127.0.0.1:{port}/v1/watch",
+                                    json={"thread_id": thread_id, "run_id": run_id},
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                assert response.status == 202, await response.text()
+            await anyio.sleep(0.2)
+    return announced
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async with Simulator(api_key=KEY, thinking_s=args.thinking, seed=args.seed) as sim:
+        assistant_id = sim.create_assistant(name="scale")
+        threads = [sim.create_thread() for _ in range(args.threads)]
+        port = _free_port()
+        workdir = Path(tempfile.mkdtemp(prefix="tool-worker-scale-"))
+        config = workdir / "worker.toml"
+        _config(config, sim, threads, args, port)
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": TOKEN,
+               "PYTHONPATH": str(ROOT)}
+        worker = subprocess.Popen(  # noqa: S603, ASYNC220 - the benchmark's own child
+            [sys.executable, "-m", "worker", "run", "--config", str(config)], env=env,
+            stderr=(workdir / "worker.log").open("wb"), cwd=ROOT)
+        try:
+            return await _measure(sim, assistant_id, threads, args, port, worker.pid)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+
+
+async def _measure(sim: Simulator, assistant_id: str, threads: list[str],
+                   args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
+    await anyio.sleep(args.warmup)  # the worker starts and sweeps the idle threads once
+    sim.request_times.clear()
+    started = time.monotonic()
+    active_runs = [sim.create_run(thread_id, assistant_id, rounds=_script(args.rounds))
+                   for thread_id in threads[: args.active]]
+    announced = await _announce(sim, assistant_id, port, args.announced)
+    with anyio.fail_after(args.timeout):
+        runs = [*active_runs, *announced]
+        while not all(sim.run(r)["status"] == "completed" for r in runs):  # noqa: ASYNC110
+            await anyio.sleep(0.1)
+    elapsed_s = time.monotonic() - started
+    submitted = {(s.run_id, s.round_index): s.at for s in sim.accepted_submissions()}
+    followed = set(active_runs)
+    latency = {key: submitted[key] - seen for key, seen in sim.rounds_visible.items()
+               if key[0] in followed and key in submitted}
+    # A run's first round is found by the thread's idle poll; later rounds by the active one.
+    first = [value for (_, index), value in latency.items() if index == 0]
+    detection = [value for (_, index), value in latency.items() if index > 0]
+    intake = [submitted[(run_id, 0)] - at for run_id, at in announced.items()]
+    busiest = _busiest_second(sim.request_times)
+    return {
+        "threads": args.threads, "active_runs": args.active, "rounds": len(latency),
+        "announced": len(intake), "budget_rps": args.budget,
+        "busiest_second": busiest, "mean_rps": round(len(sim.request_times) / elapsed_s, 1),
+        "peak_rss_mib": round(_peak_rss_mib(pid), 1),
+        "detect_p50_ms": round(1000 * _pct(detection, 0.5)),
+        "detect_p99_ms": round(1000 * _pct(detection, 0.99)),
+        "first_round_p50_ms": round(1000 * _pct(first, 0.5)),
+        "first_round_max_ms": round(1000 * max(first, default=float("nan"))),
+        "idle_interval_ms": round(1000 * args.idle_interval),
+        "intake_p50_ms": round(1000 * _pct(intake, 0.5)),
+        "intake_max_ms": round(1000 * max(intake, default=float("nan"))),
+        "active_interval_ms": round(1000 * args.active_interval),
+    }
+
+
+def _report(result: dict[str, Any], argv: list[str]) -> str:
+    checks = [
+        ("peak RSS under 150 MiB", result["peak_rss_mib"] < 150),
+        ("no one-second window above the budget", result["busiest_second"] <= result["budget_rps"]),
+        ("detection p50 (followed runs) <= active poll interval",
+         result["detect_p50_ms"] <= result["active_interval_ms"]),
+        ("first rounds found within the idle interval",
+         result["first_round_max_ms"] <= result["idle_interval_ms"]),
+        ("intake p50 < 100 ms + one request", result["intake_p50_ms"] < 150),
+    ]
+    lines = [
+        f"Command: `.venv/bin/python -m tests.benchmarks.scale {' '.join(argv)}`".rstrip() ,
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        "| figure | value |", "|---|---|",
+        *[f"| {key} | {value} |" for key, value in result.items()],
+        "", "| target | met |", "|---|---|",
+        *[f"| {name} | {'yes' if ok else 'NO'} |" for name, ok in checks],
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.scale")
+    parser.add_argument("--threads", type=int, default=10_000)
+    parser.add_argument("--active", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--announced", type=int, default=30)
+    parser.add_argument("--budget", type=int, default=400)
+    parser.add_argument("--thinking", type=float, default=1.0)
+    parser.add_argument("--active-interval", type=float, default=0.5)
+    parser.add_argument("--idle-interval", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = anyio.run(run, args)
+    print(_report(result, argv))  # noqa: T201 - the report is the output
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
