@@ -117,7 +117,9 @@ class Worker:
             await tg.start(self.server.serve)
         await tg.start(self._watch_signals)
         if self.settings.intake.redis_stream:
-            intake = RedisIntake.from_settings(self.settings.intake, watch=poller.watch)
+            intake = RedisIntake.from_settings(
+                self.settings.intake, watch=poller.watch, consumer=replica_name()
+            )
             tg.start_soon(intake.run)
 
     @contextlib.asynccontextmanager

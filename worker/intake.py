@@ -7,8 +7,6 @@ dead replica read but never acknowledged are taken over by another after ``claim
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +50,8 @@ class RedisIntake:
         self.handled = 0
 
     @classmethod
-    def from_settings(cls, settings: IntakeSettings, *, watch: Watch) -> RedisIntake:
-        return cls(connect_redis(settings.redis_url), settings, watch,
-                   f"{socket.gethostname()}-{os.getpid()}")
+    def from_settings(cls, settings: IntakeSettings, *, watch: Watch, consumer: str) -> RedisIntake:
+        return cls(connect_redis(settings.redis_url), settings, watch, consumer)
 
     async def run(self) -> None:
         """Read until cancelled; Redis outages are logged and waited out, nothing is dropped."""

@@ -7,13 +7,17 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
+from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
 from worker.claims import RedisClaims
 from worker.config import IntakeSettings
+from worker.daemon import Worker
 from worker.errors import CoordinationError
 from worker.intake import RedisIntake, enqueue
 from worker.models import Round, ToolCall
 from worker.redis_connect import connect_redis
+from worker.registry import Registry
+from worker.simulator import Simulator
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -138,3 +142,23 @@ async def test_a_dead_consumers_entries_are_taken_over(redis_server: RedisServer
     pending = await client.xpending("s", "g")
     await client.aclose()
     assert pending["pending"] == 0
+
+
+async def test_the_worker_answers_a_run_enqueued_on_the_stream(redis_server: RedisServer) -> None:
+    """A run announced with enqueue() reaches a running worker, which answers it."""
+    async with Simulator(api_key=SIM_KEY) as sim:
+        threads, runs = start_runs(sim, [[calls(("add", {"a": 1}))]])
+        settings = make_settings(
+            api={"base_url": sim.base_url, "max_requests_per_s": 0},
+            watch={"active_poll_interval_s": 0.02, "idle_poll_interval_s": 0.2},
+            tools={"modules": ["tests.handlers.sample"]},
+            server={"enabled": False},
+            intake={"redis_stream": True, "redis_url": redis_server.url},
+        )
+        worker = Worker(settings, Registry.from_modules(settings.tools.modules))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await enqueue(redis_server.url, threads[0], runs[0])
+            await wait_for(lambda: sim.run(runs[0])["status"] == "completed", what="the run")
+            worker.stop()
+        assert_each_round_submitted_once(sim, runs, [1])
