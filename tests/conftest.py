@@ -100,3 +100,16 @@ async def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "cond
             await anyio.sleep(0.01)
         return
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def first_submit_fault(rule: Any, kind: str) -> Any:
+    """A seeded FaultPlan whose first submit suffers ``kind`` (under ``rule``) and the next none."""
+    from worker.simulator import FaultPlan
+    from worker.simulator.faults import FaultInjector
+
+    for seed in range(200):
+        plan = FaultPlan(rules={"submit_tool_outputs": rule}, seed=seed)
+        injector = FaultInjector(plan)
+        if [injector.decide("submit_tool_outputs").kind for _ in range(2)] == [kind, None]:
+            return plan
+    raise AssertionError(f"no seed gives {kind} then no fault")

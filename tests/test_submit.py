@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from tests.conftest import first_submit_fault
 from tests.e2e.conftest import calls
 from worker.backends import OpenAIProfile
 from worker.client import ApiClient, RetryPolicy
 from worker.config import ApiSettings, Secret
 from worker.metrics import Metrics
 from worker.models import Round, Run, ToolOutput
-from worker.simulator import FaultPlan, FaultRule, Simulator
-from worker.simulator.faults import FaultInjector
+from worker.simulator import FaultRule, Simulator
 from worker.submit import Submitter
 
 if TYPE_CHECKING:
@@ -70,20 +70,9 @@ async def test_a_round_is_one_request(client_for) -> None:
     assert {call_id for call_id, _ in submission.tool_outputs} == round_.key[1]
 
 
-def drop_first_submit_only() -> FaultPlan:
-    """A seeded plan whose first submit is applied but its answer lost, and the second is clean."""
-    for seed in range(200):
-        plan = FaultPlan(rules={"submit_tool_outputs": FaultRule(p_drop_after=0.5)}, seed=seed)
-        injector = FaultInjector(plan)
-        kinds = [injector.decide("submit_tool_outputs").kind for _ in range(2)]
-        if kinds == ["drop_after", None]:
-            return plan
-    raise AssertionError("no seed gives drop_after then no fault")
-
-
 async def test_a_lost_answer_then_400_counts_as_done(client_for) -> None:
     """The connection drops after the API applied the outputs: the retry's 400 means success."""
-    async with Simulator(api_key=KEY, faults=drop_first_submit_only()) as sim:
+    async with Simulator(api_key=KEY, faults=first_submit_fault(FaultRule(p_drop_after=0.5), "drop_after")) as sim:
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         submitter = Submitter(client, Metrics())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import first_submit_fault
 from tests.e2e.conftest import (
     SIM_KEY,
     assert_each_round_submitted_once,
@@ -12,8 +13,7 @@ from tests.e2e.conftest import (
     start_runs,
 )
 from tests.handlers import sample
-from worker.simulator import FaultPlan, FaultRule, Simulator
-from worker.simulator.faults import FaultInjector
+from worker.simulator import FaultRule, Simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -97,19 +97,9 @@ async def test_new_runs_on_a_watched_thread_are_followed(sim: Simulator) -> None
     assert sim.accepted_submissions(second)[0].tool_outputs[0][1] == "11"
 
 
-def first_submit_fails() -> FaultPlan:
-    """A seeded plan whose first submit gets a 5xx and whose second goes through."""
-    for seed in range(200):
-        plan = FaultPlan(rules={"submit_tool_outputs": FaultRule(p_5xx=0.5)}, seed=seed)
-        injector = FaultInjector(plan)
-        if [injector.decide("submit_tool_outputs").kind for _ in range(2)] == ["5xx", None]:
-            return plan
-    raise AssertionError("no seed gives 5xx then no fault")
-
-
 async def test_a_round_whose_submission_failed_is_taken_again() -> None:
     """With retries exhausted, the round is given back, answered again and submitted once."""
-    async with Simulator(api_key=SIM_KEY, faults=first_submit_fails()) as sim:
+    async with Simulator(api_key=SIM_KEY, faults=first_submit_fault(FaultRule(p_5xx=0.5), "5xx")) as sim:
         threads, runs = start_runs(sim, [[calls(("add", {"a": 1}))]])
         worker = await run_worker(sim, threads, api={"max_retries": 0})
         assert_each_round_submitted_once(sim, runs, [1])
