@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import CALL_OUTCOMES, SUBMIT_OUTCOMES, Metrics
+from worker.metrics import API_ERROR_KINDS, CALL_OUTCOMES, SUBMIT_OUTCOMES, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -102,6 +102,7 @@ def touched_metrics() -> Metrics:
     metrics.tool_call_duration.labels("get_weather").observe(0.2)
     metrics.abandoned_threads.labels("get_weather").inc()
     metrics.runs_skipped.labels("unsupported_action").inc()
+    metrics.ready.set(1)
     for outcome in SUBMIT_OUTCOMES:
         metrics.rounds.labels(outcome).inc()
     for endpoint in client_endpoints():
@@ -109,6 +110,8 @@ def touched_metrics() -> Metrics:
             metrics.api_requests.labels(endpoint, status).inc()
         metrics.api_request_duration.labels(endpoint).observe(0.1)
         metrics.api_retries.labels(endpoint).inc()
+        for kind in API_ERROR_KINDS:
+            metrics.api_errors.labels(endpoint, kind).inc()
     return metrics
 
 
@@ -127,7 +130,7 @@ def exposition() -> Exposition:
 
 def closed_values(name: str, label: str) -> set[str] | None:
     """The only values ``label`` of sample ``name`` can take, or None when the set is open."""
-    if label in ("outcome", "status", "endpoint", "le"):
+    if label in ("outcome", "status", "endpoint", "le", "kind"):
         return exposition().values.get((name, label), set())
     return None
 

@@ -239,11 +239,13 @@ class ApiClient:
             try:
                 return await self._request_once(method, endpoint, path, params, body, deadline)
             except RunNotActionable as error:
+                self._metrics.api_errors.labels(endpoint, "run_not_actionable").inc()
                 # The API answers 400 to a repeated submit, so a 400 after an attempt whose
                 # answer was lost may mean that attempt was applied: say so to the caller.
                 error.after_lost_answer = maybe_applied
                 raise
             except ApiError as error:
+                self._metrics.api_errors.labels(endpoint, _error_kind(error)).inc()
                 if attempt >= self._retry.max_retries or not self._retry.is_retryable(error):
                     raise
                 delay_s = self._retry.delay_s(attempt, error)
@@ -310,6 +312,19 @@ def _translate_errors(endpoint: str, timeout_s: float) -> Iterator[None]:
         raise ApiTimeout(endpoint, timeout_s) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(endpoint, type(exc).__name__) from exc
+
+
+def _error_kind(error: ApiError) -> str:
+    """The closed label value of ``toolworker_api_errors_total`` for an error."""
+    if isinstance(error, AuthError):
+        return "auth"
+    if isinstance(error, NotFound):
+        return "not_found"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, ApiStatusError):
+        return "server_error" if error.status >= 500 else "client_error"
+    return "timeout" if isinstance(error, ApiTimeout) else "connection"
 
 
 def _run(data: dict[str, Any]) -> Run:

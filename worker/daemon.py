@@ -76,6 +76,7 @@ class Worker:
         self._draining = False
         self.server: Server | None = None
         self.poller: Poller | None = None
+        self.metrics.ready.set_function(self._ready_value)
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Run until SIGTERM/SIGINT, or with ``until_idle`` until no watched run is active.
@@ -242,6 +243,14 @@ class Worker:
         self._draining = True
         if self.poller is not None:
             self.poller.stop()
+
+    def _ready_value(self) -> float:
+        # Read at scrape time; outside the event loop (a test reading the registry after
+        # run() returned) the worker is not running, so not ready.
+        try:
+            return float(self._readiness()[0])
+        except RuntimeError:
+            return 0.0
 
     def _readiness(self) -> tuple[bool, dict[str, Any]]:
         poller = self.poller

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 __all__ = ["CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
 
 # Closed sets of label values: label sets stay bounded, no ids ever become labels.
 CALL_OUTCOMES = ("ok", "error", "timeout", "invalid_arguments", "unknown_tool")
 SUBMIT_OUTCOMES = ("ok", "rejected", "already_submitted", "expired", "failed")
+API_ERROR_KINDS = (
+    "auth", "not_found", "rate_limited", "run_not_actionable", "client_error", "server_error",
+    "timeout", "connection",
+)
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")
@@ -49,6 +60,11 @@ class Metrics:
             "toolworker_api_request_duration_seconds", "Duration of API requests, by endpoint.",
             ["endpoint"], buckets=_DURATION_BUCKETS, registry=r,
         )
+        self.api_errors = Counter(
+            "toolworker_api_errors",
+            "Failed API requests, by endpoint and kind (auth, not_found, rate_limited, ...).",
+            ["endpoint", "kind"], registry=r,
+        )
         self.api_retries = Counter(
             "toolworker_api_retries", "API requests retried, by endpoint.", ["endpoint"], registry=r,
         )
@@ -77,6 +93,9 @@ class Metrics:
         self.poll_lag = Histogram(
             "toolworker_poll_lag_seconds", "How late polls start behind their schedule.",
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.ready = Gauge(
+            "toolworker_ready", "1 while /readyz would answer ready, else 0.", registry=r,
         )
         self.build = Info("toolworker_build", "Version of tool-worker.", registry=r)
         self.build.info({"version": _VERSION})

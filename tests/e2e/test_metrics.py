@@ -106,6 +106,8 @@ async def test_health_and_readiness(sim: Simulator) -> None:
         status, body = await get(session, worker, "/readyz")
         assert status == 200
         assert '"status": "ready"' in body
+        _, text = await get(session, worker, "/metrics")
+        assert samples(text)[("toolworker_ready", ())] == 1
         await wait_for(lambda: worker.metrics.in_flight_calls._value.get() == 1, what="a call")
         worker.stop()  # the nap keeps the worker draining for a while
         status, body = await get(session, worker, "/readyz")
@@ -133,6 +135,10 @@ async def test_not_ready_while_the_api_refuses_the_key() -> None:
             await wait_for(lambda: worker.poller is not None and worker.poller.auth_failures >= 3,
                            what="three refused polls")
             status, body = await get(session, worker, "/readyz")
+            _, text = await get(session, worker, "/metrics")
             worker.stop()
     assert status == 503
     assert "the API refuses the key" in body
+    scraped = samples(text)
+    assert scraped[("toolworker_ready", ())] == 0
+    assert scraped[("toolworker_api_errors_total", (("endpoint", "list_runs"), ("kind", "auth")))] >= 3
