@@ -23,6 +23,7 @@ __all__ = ["run_demo"]
 
 DEMO_KEY = "sk-demo-not-a-secret"
 
+# The model "thinks" 0.4 s between rounds, so the account can be followed as it scrolls.
 # What a model might ask the ready-made tools for; a few calls are deliberately wrong, to show
 # that bad input becomes a clear output and the round is still submitted whole.
 _CALLS = [
@@ -93,7 +94,7 @@ async def run_demo(*, runs: int = 24, seed: int = 7) -> bool:
     ])
     rng = random.Random(seed)  # noqa: S311 - a demo script, not cryptography
     registry = Registry.from_modules(["tools.builtin"])
-    async with Simulator(api_key=DEMO_KEY, thinking_s=0.1, seed=seed) as sim:
+    async with Simulator(api_key=DEMO_KEY, thinking_s=0.4, seed=seed) as sim:
         assistant_id = sim.create_assistant(
             name="demo", tools=[spec.to_openai() for spec in registry]
         )
