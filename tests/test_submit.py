@@ -64,7 +64,7 @@ async def test_a_round_is_one_request(client_for) -> None:
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         submitter = Submitter(client, Metrics())
-        assert await submitter.submit(round_, outputs_for(round_)) == "ok"
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
     (submission,) = sim.submissions
     assert submission.status == 200
     assert {call_id for call_id, _ in submission.tool_outputs} == round_.key[1]
@@ -76,7 +76,7 @@ async def test_a_lost_answer_then_400_counts_as_done(client_for) -> None:
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         submitter = Submitter(client, Metrics())
-        assert await submitter.submit(round_, outputs_for(round_)) == "ok"
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
         assert rounds_total(submitter, "ok") == 1
     assert [s.status for s in sim.submissions] == [200, 400]
     assert sim.faults_injected["submit_tool_outputs:drop_after"] == 1
@@ -88,9 +88,9 @@ async def test_another_worker_submitting_first_is_not_an_error(client_for) -> No
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         other = Submitter(client, Metrics())
-        assert await other.submit(round_, outputs_for(round_)) == "ok"
+        assert (await other.submit(round_, outputs_for(round_))).outcome == "ok"
         submitter = Submitter(client, Metrics())
-        assert await submitter.submit(round_, outputs_for(round_)) == "already_submitted"
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "already_submitted"
         assert rounds_total(submitter, "already_submitted") == 1
     assert [s.status for s in sim.submissions] == [200, 400]
 
@@ -102,7 +102,7 @@ async def test_a_cancelled_run_is_rejected_once(client_for) -> None:
         round_ = await ready_round(sim, client)
         await client.cancel_run(round_.thread_id, round_.run_id)
         submitter = Submitter(client, Metrics())
-        assert await submitter.submit(round_, outputs_for(round_)) == "rejected"
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "rejected"
     assert [s.status for s in sim.submissions] == [400]
 
 
@@ -114,7 +114,7 @@ async def test_nothing_is_sent_after_expiry(client_for) -> None:
         expired = Round(round_.thread_id, round_.run_id, round_.assistant_id,
                         expires_at=1, tool_calls=round_.tool_calls, detected_at=0.0)
         submitter = Submitter(client, Metrics())
-        assert await submitter.submit(expired, outputs_for(round_)) == "expired"
+        assert (await submitter.submit(expired, outputs_for(round_))).outcome == "expired"
     assert sim.submissions == []
 
 
@@ -126,3 +126,26 @@ def test_run_parsing_ignores_non_function_calls() -> None:
                                                  {"id": "c1", "type": "code_interpreter"}]}}})
     assert run.tool_calls == ()
     assert not run.wants_tool_outputs
+
+
+async def test_the_answer_carries_the_apis_poll_hint(client_for) -> None:
+    """A thinking model's run answers the submission with a hint of when to look again."""
+    async with Simulator(api_key=KEY, thinking_s=0.2) as sim:
+        client = await client_for(sim)
+        assistant_id = sim.create_assistant(name="t", tools=[])
+        thread_id = sim.create_thread()
+        run_id = sim.create_run(thread_id, assistant_id,
+                                rounds=[calls(("add", {"a": 1})), calls(("add", {"a": 2}))])
+        await sim_wait_for_round(sim, run_id)
+        round_ = Round.from_run(await client.retrieve_run(thread_id, run_id), 0.0)
+        result = await Submitter(client, Metrics()).submit(round_, outputs_for(round_))
+    assert result.outcome == "ok"
+    assert result.poll_after_s is not None
+    assert 0 < result.poll_after_s <= 0.2
+
+
+async def sim_wait_for_round(sim: Simulator, run_id: str) -> None:
+    with anyio.fail_after(5):
+        # The simulator's runs move on its clock as they are read: checking is waiting.
+        while sim.run(run_id)["status"] != "requires_action":  # noqa: ASYNC110
+            await anyio.sleep(0.01)

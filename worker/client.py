@@ -184,7 +184,7 @@ class ApiClient:
             body=body,
             deadline=deadline,
         )
-        return Run.from_json(data)
+        return _run(data)
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None

@@ -155,12 +155,14 @@ class Worker:
     async def _process_round(self, round_: Round, spine: _Spine, slots: anyio.Semaphore) -> None:
         """Claimed round -> dispatch -> one submission -> settle the claim."""
         self._in_flight.add(round_)
+        next_poll_s: float | None = None
         try:
             with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
                 async with self._lease(round_, spine.claims):
                     outputs = await spine.dispatcher.run(round_)
-                    outcome = await spine.submitter.submit(round_, outputs)
-                await self._settle(round_, outcome, spine.claims)
+                    result = await spine.submitter.submit(round_, outputs)
+                next_poll_s = result.poll_after_s
+                await self._settle(round_, result.outcome, spine.claims)
         except anyio.get_cancelled_exc_class():
             self._abandoned.append(round_)
             raise
@@ -168,7 +170,7 @@ class Worker:
             self._in_flight.discard(round_)
             slots.release()
             assert self.poller is not None  # noqa: S101 - set before rounds flow
-            self.poller.round_finished(round_)
+            self.poller.round_finished(round_, next_poll_s)
 
     @contextlib.asynccontextmanager
     async def _lease(self, round_: Round, claims: ClaimStore) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,7 @@ class Poller:
         self._relaxed: list[tuple[float, int, str]] = []  # threads without an active run
         self._seq = itertools.count()
         self._wake = anyio.Event()
+        self._sleeping_until = -math.inf
         self._stopped = anyio.Event()
         self._stopping = False
         # Read by the daemon's readiness check.
@@ -82,12 +84,18 @@ class Poller:
             self._set_run(self._watches[thread_id], run_id)
         self._schedule(thread_id, 0.0, urgent=urgent)
 
-    def round_finished(self, round_: Round) -> None:
-        """The round was submitted (or given up): look at its run again right away."""
+    def round_finished(self, round_: Round, poll_after_s: float | None = None) -> None:
+        """The round was submitted (or given up): look at its run again.
+
+        ``poll_after_s`` is the API's hint from the submission's answer; without one the run
+        is looked at right away (a failed submission may need its round dispatched again).
+        """
         watch = self._watches.get(round_.thread_id)
         if watch is not None:
             watch.busy = False
-            self._schedule(round_.thread_id, 0.0, urgent=True)
+            delay_s = 0.0 if poll_after_s is None else min(
+                poll_after_s, self._settings.idle_poll_interval_s)
+            self._schedule(round_.thread_id, delay_s, urgent=True)
 
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
@@ -165,9 +173,11 @@ class Poller:
 
     async def _sleep_until_due(self) -> None:
         heads = [heap[0][0] for heap in (self._urgent, self._relaxed) if heap]
-        timeout_s = min(heads) - anyio.current_time() if heads else 1.0
-        with anyio.move_on_after(max(timeout_s, 0.0)):
+        now = anyio.current_time()
+        self._sleeping_until = min(heads) if heads else now + 1.0
+        with anyio.move_on_after(max(self._sleeping_until - now, 0.0)):
             await self._wake.wait()
+        self._sleeping_until = -math.inf  # awake: nothing scheduled needs to wake it
         self._wake = anyio.Event()
 
     def _schedule(self, thread_id: str, delay_s: float, *, urgent: bool) -> None:
@@ -175,7 +185,7 @@ class Poller:
         self._watches[thread_id].due = due
         heap = self._urgent if urgent else self._relaxed
         heapq.heappush(heap, (due, next(self._seq), thread_id))
-        if delay_s <= 0:
+        if due < self._sleeping_until:  # the loop sleeps past this: wake it to re-plan
             self._wake.set()
 
     async def _poll_and_release(
@@ -225,10 +235,9 @@ class Poller:
     ) -> float | None:
         if run is None or run.status.is_terminal:
             if watch.run_id is not None:
-                # The run just ended; a follow-up run often starts soon after.
+                # The run ended: the thread is idle until a new run shows up (or is announced).
                 await self._claims.forget_run(watch.run_id)
                 self._set_run(watch, None)
-                return self._settings.active_poll_interval_s
             return self._settings.idle_poll_interval_s
         self._set_run(watch, run.id)
         if run.wants_tool_outputs and not self._stopping:

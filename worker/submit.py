@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .models import Round, ToolOutput
 
-__all__ = ["Submitter", "expiry_deadline"]
+__all__ = ["SubmitResult", "Submitter", "expiry_deadline"]
 
 log = structlog.get_logger("worker.submit")
 
@@ -34,6 +35,14 @@ def expiry_deadline(round_: Round) -> float | None:
     return anyio.current_time() + (round_.expires_at - time.time()) - EXPIRY_GUARD_S
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What became of a round's submission, and when the API says to look at the run again."""
+
+    outcome: str  # one of metrics.SUBMIT_OUTCOMES
+    poll_after_s: float | None = None
+
+
 class Submitter:
     """Sends a round's outputs in one request and settles what a 400 meant."""
 
@@ -41,13 +50,14 @@ class Submitter:
         self._client = client
         self._metrics = metrics
 
-    async def submit(self, round_: Round, outputs: Sequence[ToolOutput]) -> str:
-        """Submit every output; returns the outcome (one of ``metrics.SUBMIT_OUTCOMES``)."""
+    async def submit(self, round_: Round, outputs: Sequence[ToolOutput]) -> SubmitResult:
+        """Submit every output in one request, and count and log what came of it."""
         deadline = expiry_deadline(round_)
         if deadline is not None and anyio.current_time() >= deadline:
-            outcome = "expired"
+            result = SubmitResult("expired")
         else:
-            outcome = await self._send(round_, outputs, deadline)
+            result = await self._send(round_, outputs, deadline)
+        outcome = result.outcome
         self._metrics.rounds.labels(outcome).inc()
         latency_s = anyio.current_time() - round_.detected_at
         self._metrics.round_latency.observe(latency_s)
@@ -60,21 +70,23 @@ class Submitter:
             outcomes=_count(o.outcome for o in outputs),
             tools=_count(o.tool for o in outputs),
         )
-        return outcome
+        return result
 
     async def _send(
         self, round_: Round, outputs: Sequence[ToolOutput], deadline: float | None
-    ) -> str:
+    ) -> SubmitResult:
         try:
-            await self._client.submit_tool_outputs(
+            run = await self._client.submit_tool_outputs(
                 round_.thread_id, round_.run_id, outputs, deadline=deadline
             )
         except RunNotActionable as exc:
-            return await self._settle(round_, exc)
+            return SubmitResult(await self._settle(round_, exc))
         except ApiError as exc:
             log.warning("submitting the round failed", error=str(exc))
-            return "failed"
-        return "ok"
+            return SubmitResult("failed")
+        # The answer is the run, now queued; its hint says when the model's next turn is due.
+        hint_ms = run.poll_after_ms
+        return SubmitResult("ok", None if hint_ms is None else hint_ms / 1000)
 
     async def _settle(self, round_: Round, exc: RunNotActionable) -> str:
         # The run tells what the 400 meant: it moved on (someone's outputs were applied),
