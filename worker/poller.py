@@ -57,6 +57,7 @@ class Poller:
         self._metrics = metrics
         self._claims = claims
         self._watches: dict[str, _Watch] = {}
+        self._unsettled: set[str] = set()  # watches not yet polled, or with a run going on
         self._urgent: list[tuple[float, int, str]] = []  # active runs, announced threads
         self._relaxed: list[tuple[float, int, str]] = []  # threads without an active run
         self._seq = itertools.count()
@@ -79,9 +80,11 @@ class Poller:
         existing = self._watches.get(thread_id)
         if existing is None:
             self._watches[thread_id] = _Watch(thread_id)
+            self._unsettled.add(thread_id)
             self._metrics.watched_threads.set(len(self._watches))
         if run_id is not None and self._watches[thread_id].run_id is None:
             self._set_run(self._watches[thread_id], run_id)
+            self._track(self._watches[thread_id])
         self._schedule(thread_id, 0.0, urgent=urgent)
 
     def round_finished(self, round_: Round, poll_after_s: float | None = None) -> None:
@@ -93,6 +96,7 @@ class Poller:
         watch = self._watches.get(round_.thread_id)
         if watch is not None:
             watch.busy = False
+            self._track(watch)
             delay_s = 0.0 if poll_after_s is None else min(
                 poll_after_s, self._settings.idle_poll_interval_s)
             self._schedule(round_.thread_id, delay_s, urgent=True)
@@ -106,7 +110,14 @@ class Poller:
     @property
     def idle(self) -> bool:
         """Every thread was polled and none has an active run or a round in flight."""
-        return all(w.polled and w.run_id is None and not w.busy for w in self._watches.values())
+        return not self._unsettled
+
+    def _track(self, watch: _Watch) -> None:
+        """Keep ``idle`` O(1): track which watches still have something going on."""
+        if watch.polled and watch.run_id is None and not watch.busy:
+            self._unsettled.discard(watch.thread_id)
+        else:
+            self._unsettled.add(watch.thread_id)
 
     async def run(self, send: MemoryObjectSendStream[Round], *, until_idle: bool = False) -> None:
         """Poll until stopped (or, with ``until_idle``, until there is nothing left to do)."""
@@ -194,6 +205,8 @@ class Poller:
         try:
             delay_s = await self._poll(watch, send)
         finally:
+            if watch.thread_id in self._watches:
+                self._track(watch)
             slots.release()
             self._wake.set()  # let an until_idle loop re-check
         if delay_s is not None:
@@ -278,5 +291,6 @@ class Poller:
             return 0.0
         log.error("thread not found; no longer watching it")
         del self._watches[watch.thread_id]
+        self._unsettled.discard(watch.thread_id)
         self._metrics.watched_threads.set(len(self._watches))
         return None
