@@ -84,7 +84,7 @@ class WatchSettings(_Section):
     threads: tuple[str, ...] = ()
     active_poll_interval_s: float = Field(default=0.5, gt=0)
     idle_poll_interval_s: float = Field(default=5.0, gt=0)
-    max_concurrent_polls: int = Field(default=16, ge=1)
+    max_concurrent_polls: int = Field(default=64, ge=1)
     discover: bool = False
     discover_interval_s: float = Field(default=30.0, gt=0)
 

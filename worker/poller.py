@@ -129,7 +129,10 @@ class Poller:
                 tg.start_soon(self._discover_forever)
             while not self._stopping:
                 self.heartbeat = anyio.current_time()
-                if until_idle and self.idle and slots.value == self._settings.max_concurrent_polls:
+                if until_idle and self.idle:
+                    # Polls still in flight only look again at threads already seen idle;
+                    # with a request budget one is nearly always waiting, so do not wait for it.
+                    tg.cancel_scope.cancel()
                     break
                 watch = self._next_due()
                 if watch is None:
@@ -257,6 +260,7 @@ class Poller:
             round_ = Round.from_run(run, detected_at=anyio.current_time())
             if await self._claims.try_claim(round_):
                 watch.busy = True
+                self._track(watch)  # busy before the round leaves: an idle check must see it
                 log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
                 await send.send(round_)
                 return None

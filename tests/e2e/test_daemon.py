@@ -105,3 +105,11 @@ async def test_a_round_whose_submission_failed_is_taken_again() -> None:
         assert_each_round_submitted_once(sim, runs, [1])
     assert worker.metrics.registry.get_sample_value(
         "toolworker_rounds_submitted_total", {"outcome": "failed"}) == 1
+
+
+async def test_until_idle_ends_even_when_the_budget_keeps_a_poll_waiting(sim: Simulator) -> None:
+    """With a tight request budget an idle re-poll is always queued; --once still ends."""
+    threads, runs = start_runs(sim, [[calls(("add", {"a": 1}))]] * 100)
+    await run_worker(sim, threads, timeout_s=30, api={"max_requests_per_s": 150},
+                     watch={"idle_poll_interval_s": 0.2})
+    assert_each_round_submitted_once(sim, runs, [1] * 100)
