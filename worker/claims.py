@@ -20,6 +20,11 @@ __all__ = ["ClaimStore", "LocalClaims", "RedisClaims"]
 class ClaimStore(Protocol):
     """Who may dispatch a round (a run id plus the set of its tool call ids)."""
 
+    @property
+    def renews(self) -> bool:
+        """Whether claims expire unless renewed while the round's handlers run."""
+        ...
+
     async def try_claim(self, round_: Round) -> bool:
         """Take the round; False when it is (or was) someone's already."""
         ...
@@ -45,6 +50,8 @@ class ClaimStore(Protocol):
 
 class LocalClaims:
     """In-process claims: each round key is granted once while its run is followed."""
+
+    renews = False
 
     def __init__(self) -> None:
         self._by_run: dict[str, set[frozenset[str]]] = {}
@@ -107,6 +114,7 @@ class RedisClaims:
 
     # A run lives at most about 10 minutes; keep "done" marks a little longer.
     DONE_TTL_MS = 15 * 60 * 1000
+    renews = True
 
     def __init__(self, redis: Any, *, owner: str, lease_s: float, prefix: str) -> None:
         self._redis = redis

@@ -175,6 +175,9 @@ class Worker:
     @contextlib.asynccontextmanager
     async def _lease(self, round_: Round, claims: ClaimStore) -> AsyncIterator[None]:
         """Renew the round's claim while its handlers run, at a third of the lease."""
+        if not claims.renews:
+            yield
+            return
 
         async def renew_forever() -> None:
             while True:

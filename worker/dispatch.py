@@ -62,6 +62,7 @@ class Dispatcher:
         # Sync handlers share one pool of threads, so a burst of rounds cannot spawn thousands.
         self._threads = anyio.CapacityLimiter(settings.max_threads)
         self._names = frozenset(spec.name for spec in registry)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._per_tool = {
             spec.name: anyio.CapacityLimiter(spec.max_concurrency)
             for spec in registry
@@ -83,12 +84,31 @@ class Dispatcher:
         async def answer(index: int, call: ToolCall) -> None:
             outputs[index] = await self._answer(round_, call, deadline)
 
-        async with anyio.create_task_group() as tg:
-            for index, call in enumerate(round_.tool_calls[:limit]):
-                tg.start_soon(answer, index, call)
+        if len(round_.tool_calls) == 1:  # nothing to run beside it: spare the task group
+            outputs[0] = await self._answer(round_, round_.tool_calls[0], deadline)
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, call in enumerate(round_.tool_calls[:limit]):
+                    tg.start_soon(answer, index, call)
         for index, call in enumerate(round_.tool_calls[limit:], start=limit):
             outputs[index] = self._refuse_excess(call, len(round_.tool_calls))
         return [output for output in outputs if output is not None]
+
+    def _observe(self, tool: str, outcome: str, duration_s: float) -> None:
+        # Labelled children are looked up once per (tool, outcome): .labels() is not free.
+        key = (tool, outcome)
+        children = self._children.get(key)
+        if children is None:
+            label = tool if outcome != "unknown_tool" else "(unknown)"
+            children = self._children[key] = (
+                self._metrics.tool_calls.labels(label, outcome),
+                self._metrics.tool_call_duration.labels(label) if outcome != "unknown_tool"
+                else None,
+            )
+        counter, histogram = children
+        counter.inc()
+        if histogram is not None:
+            histogram.observe(duration_s)
 
     def _refuse_excess(self, call: ToolCall, count: int) -> ToolOutput:
         limit = self._settings.max_calls_per_round
@@ -111,10 +131,7 @@ class Dispatcher:
             text = self._truncate(
                 text, self._output_limits.get(call.name, self._settings.max_output_chars)
             )
-            tool_label = call.name if outcome != "unknown_tool" else "(unknown)"
-            self._metrics.tool_calls.labels(tool_label, outcome).inc()
-            if outcome != "unknown_tool":
-                self._metrics.tool_call_duration.labels(tool_label).observe(duration_s)
+            self._observe(call.name, outcome, duration_s)
             if self._log_arguments:
                 log.info("tool call answered", outcome=outcome, duration_s=round(duration_s, 4),
                          arguments=call.arguments, output=text)

@@ -45,7 +45,11 @@ class Signature:
             ToolArgumentsError: the text is not a JSON object or does not fit the hints.
         """
         try:
-            raw = json.loads(arguments, parse_constant=_reject_constant) if arguments.strip() else {}
+            raw = (
+                json.loads(arguments, parse_constant=_reject_constant)
+                if arguments not in _NO_ARGUMENTS and arguments.strip()
+                else {}
+            )
             if isinstance(raw, dict):
                 raw = fill_defaults(raw, self.schema, self.schema.get("$defs", {}))
         except json.JSONDecodeError as exc:
@@ -105,6 +109,9 @@ def _has_description(annotation: Any, default: Any) -> bool:
     if typing.get_origin(annotation) is Annotated:
         infos += [item for item in annotation.__metadata__ if isinstance(item, FieldInfo)]
     return any(info.description for info in infos)
+
+
+_NO_ARGUMENTS = frozenset({"", "{}"})  # the commonest arguments of all; no parser needed
 
 
 def _reject_constant(name: str) -> Any:
