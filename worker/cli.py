@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--thinking-s", type=float, default=0.0,
                           help="model 'thinking' time between a submission and the next round")
     simulate.add_argument("--latency-s", type=float, default=0.0, help="added to every answer")
+    simulate.add_argument("--profile", choices=("openai", "azure"), default="openai",
+                          help="serve /v1 with bearer keys, or an Azure Agent Service project")
+    simulate.add_argument("--project", default="sim-project", help="the azure profile's project")
     simulate.set_defaults(handler=_simulate)
 
     demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
@@ -192,13 +196,21 @@ def _tools_sync(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulator import serve_forever
+    from .simulator import Simulator
 
     configure_logging(level="info")
-    print(f"simulator listening on http://{args.host}:{args.port}/v1 "
-          f"(key: {'***' if args.api_key != 'sk-sim' else 'sk-sim'})", file=sys.stderr)
-    anyio.run(lambda: serve_forever(args.host, args.port, api_key=args.api_key,
-                                    thinking_s=args.thinking_s, latency_s=args.latency_s))
+    simulator = Simulator(api_key=args.api_key, thinking_s=args.thinking_s,
+                          latency_s=args.latency_s, profile=args.profile, project=args.project)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(simulator.serve, host=args.host, port=args.port))
+            # Said only once the port is bound, so whoever waits for this line can connect.
+            print(f"simulator ({args.profile}) listening on {simulator.base_url} "
+                  f"(key: {'***' if args.api_key != 'sk-sim' else 'sk-sim'})",
+                  file=sys.stderr, flush=True)
+
+    anyio.run(serve)
     return EXIT_OK
 
 

@@ -123,3 +123,33 @@ async def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{config}: watch.active_poll_interval_s" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("profile", "path", "headers"), [
+    ("openai", "/v1/assistants", {"Authorization": "Bearer sk-sim", "OpenAI-Beta": "assistants=v2"}),
+    ("azure", "/api/projects/p1/assistants?api-version=v1", {"api-key": "sk-sim"}),
+])
+async def test_simulate_serves_each_profile(profile: str, path: str, headers: dict[str, str]) -> None:
+    """`tool-worker simulate --profile ...` serves the API the way that backend does."""
+    import aiohttp
+
+    from tests.redis_server import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "worker", "simulate", "--port", str(port),
+               "--profile", profile, "--project", "p1"]
+    async with await anyio.open_process(command, env=environment(OPENAI_API_KEY="sk-sim"),
+                                        cwd=ROOT) as process:
+        assert process.stderr is not None
+        with anyio.fail_after(20):
+            seen = b""
+            async for chunk in process.stderr:
+                seen += chunk
+                if b"listening on" in seen:
+                    break
+            async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}{path}", headers=headers
+            ) as response:
+                status, body = response.status, await response.json()
+        process.terminate()
+    assert (status, body["object"]) == (200, "list")
