@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import anyio
 
+from tests.redis_server import free_port
 from worker.simulator import Simulator, ToolCallScript
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,14 +56,6 @@ port = {port}
 format = "json"
 level = "warning"
 """)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -118,7 +111,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with Simulator(api_key=KEY, thinking_s=args.thinking, seed=args.seed) as sim:
         assistant_id = sim.create_assistant(name="scale")
         threads = [sim.create_thread() for _ in range(args.threads)]
-        port = _free_port()
+        port = free_port()
         workdir = Path(tempfile.mkdtemp(prefix="tool-worker-scale-"))
         config = workdir / "worker.toml"
         _config(config, sim, threads, args, port)
