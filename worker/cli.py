@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     settings, registry = _load(args, require_api_key=True)
     fmt = settings.logging.format
     configure_logging(json=None if fmt == "auto" else fmt == "json", level=settings.logging.level)
-    worker = Worker(settings, registry)
+    worker = Worker(settings, registry, metrics=Metrics(process_metrics=True))
     anyio.run(lambda: worker.run(until_idle=args.once))
     _exit_without_waiting_for_handlers()
     return EXIT_OK

@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -250,12 +251,8 @@ class Worker:
             self.poller.stop()
 
     def _ready_value(self) -> float:
-        # Read at scrape time; outside the event loop (a test reading the registry after
-        # run() returned) the worker is not running, so not ready.
-        try:
-            return float(self._readiness()[0])
-        except RuntimeError:
-            return 0.0
+        # Read at scrape time, in the thread that renders /metrics.
+        return float(self._readiness()[0])
 
     def _readiness(self) -> tuple[bool, dict[str, Any]]:
         poller = self.poller
@@ -265,7 +262,7 @@ class Worker:
             "in_flight_rounds": len(self._in_flight),
             "consecutive_poll_failures": poller.consecutive_failures,
         }
-        stalled_s = anyio.current_time() - poller.heartbeat
+        stalled_s = time.monotonic() - poller.heartbeat
         # The loop wakes at least once per idle interval; far longer means it is stuck.
         if stalled_s > 3 * self.settings.watch.idle_poll_interval_s + 10:
             return False, {"reason": "the poll loop is stuck", "stalled_s": round(stalled_s, 1),

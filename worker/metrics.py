@@ -10,6 +10,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -32,7 +33,9 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 class Metrics:
     """The worker's metrics; one instance per worker, so tests read exact values."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, process_metrics: bool = False
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.tool_calls = Counter(
@@ -99,6 +102,10 @@ class Metrics:
         )
         self.build = Info("toolworker_build", "Version of tool-worker.", registry=r)
         self.build.info({"version": _VERSION})
+        if process_metrics:
+            # process_* (memory, CPU, open files, start time) show restarts and leaks. They read
+            # /proc, so the server renders the page in a thread.
+            ProcessCollector(registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

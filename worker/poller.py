@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,8 @@ class Poller:
         # Read by the daemon's readiness check.
         self.auth_failures = 0
         self.consecutive_failures = 0
-        self.heartbeat = anyio.current_time()
+        # time.monotonic(), not the anyio clock: readiness is also read from a worker thread.
+        self.heartbeat = time.monotonic()
         for thread_id in settings.threads:
             self.watch(thread_id, urgent=False)
 
@@ -128,7 +130,7 @@ class Poller:
                 await self._discover_once()  # so that an until_idle run sees the threads
                 tg.start_soon(self._discover_forever)
             while not self._stopping:
-                self.heartbeat = anyio.current_time()
+                self.heartbeat = time.monotonic()
                 if until_idle and self.idle:
                     # Polls still in flight only look again at threads already seen idle;
                     # with a request budget one is nearly always waiting, so do not wait for it.

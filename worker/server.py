@@ -69,9 +69,9 @@ class Server:
                 await runner.cleanup()
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Rendered in a thread: a large registry takes CPU, and process metrics read /proc.
+        body = await anyio.to_thread.run_sync(self._metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
