@@ -96,7 +96,7 @@ def client_endpoints() -> tuple[str, ...]:
 
 def touched_metrics() -> Metrics:
     """A fresh Metrics whose labelled metrics were each used with every closed label value."""
-    metrics = Metrics()
+    metrics = Metrics(process_metrics=True)  # as `tool-worker run` serves them
     for outcome in CALL_OUTCOMES:
         metrics.tool_calls.labels("get_weather", outcome).inc()
     metrics.tool_call_duration.labels("get_weather").observe(0.2)
