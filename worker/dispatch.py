@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -35,10 +34,10 @@ def round_deadline(round_: Round, settings: ToolsSettings) -> float:
 
     ``expires_at`` is epoch seconds on the API's clock; the margin leaves time to submit.
     """
-    now = anyio.current_time()
-    if round_.expires_at is None:
-        return now + settings.default_timeout_s + settings.deadline_margin_s
-    return now + (round_.expires_at - time.time()) - settings.deadline_margin_s
+    expiry = round_.expiry()
+    if expiry is None:
+        return anyio.current_time() + settings.default_timeout_s + settings.deadline_margin_s
+    return expiry - settings.deadline_margin_s
 
 
 class Dispatcher:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
 
 __all__ = ["Round", "Run", "RunStatus", "ToolCall", "ToolOutput"]
 
@@ -114,6 +117,12 @@ class Round:
     def key(self) -> tuple[str, frozenset[str]]:
         """Identity of the round: the run and the set of its tool call ids."""
         return (self.run_id, frozenset(call.id for call in self.tool_calls))
+
+    def expiry(self) -> float | None:
+        """When the run expires, on the anyio clock (``expires_at`` is epoch seconds)."""
+        if self.expires_at is None:
+            return None
+        return anyio.current_time() + (self.expires_at - time.time())
 
     @classmethod
     def from_run(cls, run: Run, detected_at: float) -> Round:

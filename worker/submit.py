@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,9 +29,8 @@ EXPIRY_GUARD_S = 0.5
 
 def expiry_deadline(round_: Round) -> float | None:
     """The anyio-clock time after which the run refuses outputs, or None when unknown."""
-    if round_.expires_at is None:
-        return None
-    return anyio.current_time() + (round_.expires_at - time.time()) - EXPIRY_GUARD_S
+    expiry = round_.expiry()
+    return None if expiry is None else expiry - EXPIRY_GUARD_S
 
 
 @dataclass(frozen=True, slots=True)
