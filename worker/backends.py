@@ -104,14 +104,18 @@ class EntraTokenSource:
     _lock: anyio.Lock | None = None  # made on first use: an anyio Lock needs a running loop
 
     async def token(self) -> str:
-        if self._token is None or time.time() >= self._expires_on - self.refresh_before_s:
+        if self._stale():
             if self._lock is None:
                 self._lock = anyio.Lock()
             async with self._lock:  # one refresh, however many requests wait for it
-                if self._token is None or time.time() >= self._expires_on - self.refresh_before_s:
+                if self._stale():
                     access = await self.credential.get_token(self.scope)
                     self._token, self._expires_on = str(access.token), float(access.expires_on)
+        assert self._token is not None  # noqa: S101 - set above when it was stale
         return self._token
+
+    def _stale(self) -> bool:
+        return self._token is None or time.time() >= self._expires_on - self.refresh_before_s
 
     async def aclose(self) -> None:
         close = getattr(self.credential, "close", None)

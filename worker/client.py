@@ -218,7 +218,7 @@ class ApiClient:
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
         data = await self._request("POST", "cancel_run", f"/threads/{thread_id}/runs/{run_id}/cancel")
-        return Run.from_json(data)
+        return _run(data)
 
     async def _request(
         self,
