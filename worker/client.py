@@ -13,6 +13,7 @@ import aiohttp
 import anyio
 import structlog
 
+from . import ids
 from .errors import (
     ApiConnectionError,
     ApiError,
@@ -148,7 +149,9 @@ class ApiClient:
     async def retrieve_run(self, thread_id: str, run_id: str, *, prepaid: bool = False) -> Run:
         """The run as it is now; ``prepaid``: the caller took this request from the budget."""
         data = await self._request(
-            "GET", "retrieve_run", f"/threads/{thread_id}/runs/{run_id}", prepaid=prepaid
+            "GET", "retrieve_run",
+            ids.path("/threads/{thread_id}/runs/{run_id}", thread_id=thread_id, run_id=run_id),
+            prepaid=prepaid,
         )
         return _run(data)
 
@@ -157,7 +160,7 @@ class ApiClient:
     ) -> list[Run]:
         """The thread's runs, newest first by default; ``limit=1`` finds the active one."""
         data = await self._request(
-            "GET", "list_runs", f"/threads/{thread_id}/runs",
+            "GET", "list_runs", ids.path("/threads/{thread_id}/runs", thread_id=thread_id),
             params={"limit": limit, "order": order}, prepaid=prepaid,
         )
         hint = data.get(POLL_AFTER_KEY)
@@ -180,7 +183,8 @@ class ApiClient:
         data = await self._request(
             "POST",
             "submit_tool_outputs",
-            f"/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+            ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+                     thread_id=thread_id, run_id=run_id),
             body=body,
             deadline=deadline,
         )
@@ -208,16 +212,24 @@ class ApiClient:
         Raises:
             NotFound: no such assistant for this key.
         """
-        return await self._request("GET", "retrieve_assistant", f"/assistants/{assistant_id}")
+        return await self._request(
+            "GET", "retrieve_assistant",
+            ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
+        )
 
     async def modify_assistant(self, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change the fields of the assistant given in ``body``; returns the updated assistant."""
         return await self._request(
-            "POST", "modify_assistant", f"/assistants/{assistant_id}", body=body
+            "POST", "modify_assistant",
+            ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
+            body=body,
         )
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
-        data = await self._request("POST", "cancel_run", f"/threads/{thread_id}/runs/{run_id}/cancel")
+        data = await self._request(
+            "POST", "cancel_run",
+            ids.path("/threads/{thread_id}/runs/{run_id}/cancel", thread_id=thread_id, run_id=run_id),
+        )
         return _run(data)
 
     async def _request(

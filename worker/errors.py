@@ -13,6 +13,7 @@
     │       ├── NotFound         404: the thread or run does not exist (for this key)
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
+    ├── InvalidId                an id from outside is not shaped like one the API issues
     ├── ToolNotFound             the model called a tool that is not registered
     └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
 
@@ -34,6 +35,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "CoordinationError",
+    "InvalidId",
     "NotFound",
     "RateLimited",
     "RunNotActionable",
@@ -154,6 +156,17 @@ class CoordinationError(WorkerError):
         super().__init__(
             f"{operation}: the coordination store failed ({reason}); "
             "check [coordination] redis_url and that Redis is up"
+        )
+
+
+class InvalidId(WorkerError, ValueError):
+    """An id (from intake, config or an API answer) that no Assistants API would issue."""
+
+    def __init__(self, what: str, value: object, *, max_chars: int) -> None:
+        self.what = what
+        super().__init__(
+            f"{what} {repr(value)[:60]} is not an id the API issues: use 1-{max_chars} letters, "
+            "digits, '_', '-', '.' or ':', starting with a letter or digit (like 'thread_abc123')"
         )
 
 
