@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from worker.claims import LocalClaims
-from worker.models import Round, ToolCall
+from worker.models import CallOutcome, Round, SubmitOutcome, ToolCall, ToolOutput
 
 
 def make_round(run_id: str = "run_1", *call_ids: str) -> Round:
@@ -38,14 +38,48 @@ async def test_a_done_round_stays_claimed() -> None:
     assert not await claims.try_claim(make_round())
 
 
-async def test_forgetting_a_finished_run_frees_its_memory() -> None:
-    """A terminal run's keys are dropped."""
-    claims = LocalClaims()
+async def test_claims_of_runs_long_gone_are_dropped() -> None:
+    """A claim is kept as long as a run can live, then its memory is freed."""
+    claims = LocalClaims(ttl_s=0.0)
     await claims.try_claim(make_round("run_1", "call_1"))
     await claims.try_claim(make_round("run_1", "call_3"))
-    assert len(claims) == 2
-    await claims.forget_run("run_1")
     assert len(claims) == 0
+    assert await claims.try_claim(make_round("run_1", "call_1"))
+
+
+def outputs(round_: Round, text: str = "ok") -> list[ToolOutput]:
+    return [ToolOutput(call.id, text, call.name, CallOutcome.OK, 0.01) for call in round_.tool_calls]
+
+
+async def test_holding_a_round_settles_it_by_outcome() -> None:
+    """A delivered round stays claimed; an undelivered one is given back with its outputs kept."""
+    claims = LocalClaims()
+    async with claims.hold(make_round("run_1")) as held:
+        assert held is not None
+        assert held.saved is None
+        await held.keep(outputs(make_round("run_1")))
+        held.outcome = SubmitOutcome.FAILED
+    async with claims.hold(make_round("run_1")) as again:
+        assert again is not None, "a failed round is given back"
+        assert again.saved == outputs(make_round("run_1")), "with the outputs kept"
+        again.outcome = SubmitOutcome.OK
+    async with claims.hold(make_round("run_1")) as stale:
+        assert stale is None, "a delivered round is never held again"
+
+
+async def test_leaving_a_hold_by_an_exception_gives_the_round_back() -> None:
+    """A crash or a cancellation in the middle of a round does not lose it."""
+    claims = LocalClaims()
+
+    async def crash_while_holding() -> None:
+        async with claims.hold(make_round()) as held:
+            assert held is not None
+            raise RuntimeError("handler crashed the worker")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        await crash_while_holding()
+    async with claims.hold(make_round()) as again:
+        assert again is not None
 
 
 def test_rounds_of_the_same_run_are_different_claims() -> None:

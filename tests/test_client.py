@@ -12,13 +12,15 @@ from aiohttp import web
 
 from tests.conftest import ServedApp
 from worker.backends import OpenAIProfile
-from worker.client import ApiClient, RequestBudget, RetryPolicy
+from worker.budget import RequestBudget, RetryPolicy
+from worker.client import ApiClient
 from worker.config import ApiSettings, Secret
 from worker.errors import (
     ApiConnectionError,
     ApiStatusError,
     ApiTimeout,
     AuthError,
+    BadAnswer,
     NotFound,
     RateLimited,
     RunNotActionable,
@@ -216,13 +218,13 @@ async def test_dropped_connection_is_retried() -> None:
 
 
 async def test_non_json_answer_is_an_api_error() -> None:
-    """A 200 whose body is not JSON raises ApiStatusError naming the endpoint."""
+    """A 200 whose body is not JSON raises BadAnswer naming the endpoint."""
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text="<html>gateway</html>")
 
     async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
-        with pytest.raises(ApiStatusError, match="retrieve_run: .*not JSON"):
+        with pytest.raises(BadAnswer, match="retrieve_run: .*not JSON"):
             await client.retrieve_run("thread_1", "run_1")
 
 

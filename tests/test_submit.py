@@ -10,10 +10,11 @@ import pytest
 from tests.conftest import first_submit_fault
 from tests.e2e.conftest import calls
 from worker.backends import OpenAIProfile
-from worker.client import ApiClient, RetryPolicy
+from worker.budget import RetryPolicy
+from worker.client import ApiClient
 from worker.config import ApiSettings, Secret
 from worker.metrics import Metrics
-from worker.models import Round, Run, ToolOutput
+from worker.models import CallOutcome, Round, Run, ToolOutput
 from worker.simulator import FaultRule, Simulator
 from worker.submit import Submitter
 
@@ -50,7 +51,7 @@ async def ready_round(sim: Simulator, client: ApiClient) -> Round:
 
 
 def outputs_for(round_: Round) -> list[ToolOutput]:
-    return [ToolOutput(call.id, "ok", call.name, "ok", 0.0) for call in round_.tool_calls]
+    return [ToolOutput(call.id, "ok", call.name, CallOutcome.OK, 0.0) for call in round_.tool_calls]
 
 
 def rounds_total(submitter: Submitter, outcome: str) -> float | None:
@@ -95,14 +96,16 @@ async def test_another_worker_submitting_first_is_not_an_error(client_for) -> No
     assert [s.status for s in sim.submissions] == [200, 400]
 
 
-async def test_a_cancelled_run_is_rejected_once(client_for) -> None:
-    """A run cancelled while its tools ran refuses the outputs: one request, outcome rejected."""
+async def test_a_cancelled_run_is_counted_as_cancelled(client_for) -> None:
+    """A run cancelled while its tools ran refuses the outputs: one request, outcome cancelled."""
     async with Simulator(api_key=KEY) as sim:
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         await client.cancel_run(round_.thread_id, round_.run_id)
         submitter = Submitter(client, Metrics())
-        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "rejected"
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "cancelled"
+        assert rounds_total(submitter, "cancelled") == 1
+        assert rounds_total(submitter, "rejected") is None
     assert [s.status for s in sim.submissions] == [400]
 
 
@@ -112,7 +115,8 @@ async def test_nothing_is_sent_after_expiry(client_for) -> None:
         client = await client_for(sim)
         round_ = await ready_round(sim, client)
         expired = Round(round_.thread_id, round_.run_id, round_.assistant_id,
-                        expires_at=1, tool_calls=round_.tool_calls, detected_at=0.0)
+                        expires_at=1, tool_calls=round_.tool_calls, detected_at=0.0,
+                        expiry=anyio.current_time() - 1)
         submitter = Submitter(client, Metrics())
         assert (await submitter.submit(expired, outputs_for(round_))).outcome == "expired"
     assert sim.submissions == []

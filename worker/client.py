@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import random
-from collections import deque
+import math
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
@@ -14,12 +14,15 @@ import anyio
 import structlog
 
 from . import ids
+from .budget import Lane, RequestBudget, RetryPolicy
 from .errors import (
     ApiConnectionError,
     ApiError,
+    ApiErrorKind,
     ApiStatusError,
     ApiTimeout,
     AuthError,
+    BadAnswer,
     NotFound,
     RateLimited,
     RunNotActionable,
@@ -31,83 +34,31 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .backends import BackendProfile
+    from .clock import ApiClock
     from .config import ApiSettings
+    from .health import Health
     from .metrics import Metrics
-
-__all__ = ["ApiClient", "RequestBudget", "RetryPolicy"]
 
 log = structlog.get_logger("worker.client")
 
-# Where the client keeps the API's `openai-poll-after-ms` hint beside an answer's fields.
-POLL_AFTER_KEY = "__poll_after_ms"
-
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = ["Answer", "ApiClient"]
 
 
-class RetryPolicy:
-    """Capped exponential backoff with full jitter; ``Retry-After`` wins when the API sends it."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful answer: the JSON object, and the hint that came beside it."""
 
-    def __init__(
-        self, max_retries: int, *, base_s: float = 0.25, cap_s: float = 8.0, seed: int | None = None
-    ) -> None:
-        self.max_retries = max_retries
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self._random = random.Random(seed)  # noqa: S311 - jitter, not cryptography
-
-    def delay_s(self, attempt: int, error: ApiError) -> float:
-        if isinstance(error, RateLimited) and error.retry_after_s is not None:
-            return min(error.retry_after_s, 60.0)
-        return self._random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
-
-    @staticmethod
-    def is_retryable(error: ApiError) -> bool:
-        if isinstance(error, ApiStatusError):
-            return error.status in RETRYABLE_STATUSES
-        return isinstance(error, ApiConnectionError | ApiTimeout)
-
-
-class RequestBudget:
-    """At most ``per_s`` requests in any one-second window: a sliding log of send times.
-
-    A token bucket would allow a burst of twice the rate across a window boundary; the log
-    does not. The window carries a small margin, since the API sees our requests with jitter.
-    """
-
-    WINDOW_S = 1.05
-
-    def __init__(self, per_s: int) -> None:
-        self.per_s = per_s
-        self._sent: deque[float] = deque()
-        self._lock: anyio.Lock | None = None  # made on first use, inside the event loop
-        self.waited_s = 0.0
-
-    async def acquire(self) -> None:
-        """Wait until one more request fits in the budget, then count it."""
-        if self.per_s <= 0:
-            return
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        async with self._lock:  # first come, first served
-            now = anyio.current_time()
-            self._expire(now)
-            if len(self._sent) >= self.per_s:
-                delay_s = self._sent[0] + self.WINDOW_S - now
-                self.waited_s += delay_s
-                await anyio.sleep(delay_s)
-                now = anyio.current_time()
-                self._expire(now)
-            self._sent.append(now)
-
-    def _expire(self, now: float) -> None:
-        while self._sent and now - self._sent[0] >= self.WINDOW_S:
-            self._sent.popleft()
+    data: dict[str, Any]
+    # The API's `openai-poll-after-ms`: when it expects the answer to change, if it said.
+    poll_after_ms: int | None = None
 
 
 class ApiClient:
     """The Assistants API endpoints the worker uses, over one pooled aiohttp session.
 
     Use it as ``async with ApiClient(...) as client``. Every method raises only ``ApiError``.
+    Each request pays for itself from ``budget``; answers report to ``health`` and their
+    ``Date`` to ``clock`` when those are given.
     """
 
     def __init__(
@@ -117,13 +68,19 @@ class ApiClient:
         metrics: Metrics,
         *,
         retry: RetryPolicy | None = None,
+        budget: RequestBudget | None = None,
+        clock: ApiClock | None = None,
+        health: Health | None = None,
     ) -> None:
         self._profile = profile
         self._settings = settings
         self._metrics = metrics
         self._retry = retry or RetryPolicy(settings.max_retries)
-        self.budget = RequestBudget(settings.max_requests_per_s)
+        self.budget = budget or RequestBudget(settings.max_requests_per_s)
+        self._clock = clock
+        self._health = health
         self._session: aiohttp.ClientSession | None = None
+        self._lasting_reported: set[str] = set()
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
@@ -146,25 +103,34 @@ class ApiClient:
             self._session = None
         await self._profile.aclose()
 
-    async def retrieve_run(self, thread_id: str, run_id: str, *, prepaid: bool = False) -> Run:
-        """The run as it is now; ``prepaid``: the caller took this request from the budget."""
-        data = await self._request(
+    async def retrieve_run(
+        self, thread_id: str, run_id: str, *, lane: Lane = Lane.ACTIVE,
+        retries: int | None = None, timeout_s: float | None = None,
+    ) -> Run:
+        """The run as it is now.
+
+        ``lane`` is its place in the request budget; ``retries`` and ``timeout_s`` override
+        the configured ones (a poll is retried by the poller's schedule, not here).
+        """
+        answer = await self._request(
             "GET", "retrieve_run",
             ids.path("/threads/{thread_id}/runs/{run_id}", thread_id=thread_id, run_id=run_id),
-            prepaid=prepaid,
+            lane=lane, retries=retries, timeout_s=timeout_s,
         )
-        return _run(data)
+        return _run("retrieve_run", answer.data, answer.poll_after_ms)
 
     async def list_runs(
-        self, thread_id: str, *, limit: int = 1, order: str = "desc", prepaid: bool = False
+        self, thread_id: str, *, limit: int = 1, order: str = "desc", lane: Lane = Lane.ACTIVE,
+        retries: int | None = None, timeout_s: float | None = None,
     ) -> list[Run]:
-        """The thread's runs, newest first by default; ``limit=1`` finds the active one."""
-        data = await self._request(
+        """The thread's runs as the API lists them (newest first, by its own notion of it)."""
+        answer = await self._request(
             "GET", "list_runs", ids.path("/threads/{thread_id}/runs", thread_id=thread_id),
-            params={"limit": limit, "order": order}, prepaid=prepaid,
+            params={"limit": limit, "order": order}, lane=lane, retries=retries,
+            timeout_s=timeout_s,
         )
-        hint = data.get(POLL_AFTER_KEY)
-        return [_run({**item, POLL_AFTER_KEY: hint}) for item in data.get("data") or []]
+        items = _items("list_runs", answer.data)
+        return [_run("list_runs", item, answer.poll_after_ms) for item in items]
 
     async def submit_tool_outputs(
         self,
@@ -180,7 +146,7 @@ class ApiClient:
             RunNotActionable: the run does not take these outputs (any more).
         """
         body = {"tool_outputs": [output.to_json() for output in outputs]}
-        data = await self._request(
+        answer = await self._request(
             "POST",
             "submit_tool_outputs",
             ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
@@ -188,23 +154,35 @@ class ApiClient:
             body=body,
             deadline=deadline,
         )
-        return _run(data)
+        return _run("submit_tool_outputs", answer.data, answer.poll_after_ms)
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None
     ) -> tuple[list[str], str | None]:
-        """One page of thread ids, and the cursor of the next page (None on the last)."""
+        """One page of thread ids, and the cursor of the next page (None on the last).
+
+        A listed id that no API would issue is skipped, never watched.
+        """
         params: dict[str, Any] = {"limit": limit, "order": "asc"}
         if after is not None:
             params["after"] = after
-        data = await self._request("GET", "list_threads", "/threads", params=params)
-        ids = [str(item["id"]) for item in data.get("data") or [] if "id" in item]
-        return ids, (ids[-1] if data.get("has_more") and ids else None)
+        answer = await self._request(
+            "GET", "list_threads", "/threads", params=params, lane=Lane.IDLE
+        )
+        found = [item.get("id") for item in _items("list_threads", answer.data)]
+        thread_ids = [thread_id for thread_id in found if ids.is_valid_id(thread_id)]
+        if len(thread_ids) < len(found):
+            log.warning("the thread listing holds ids no API issues; skipping them",
+                        skipped=len(found) - len(thread_ids))
+        more = answer.data.get("has_more") is True and thread_ids
+        return thread_ids, (thread_ids[-1] if more else None)
 
     async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
-        """The key's assistants; the worker calls it at start to check the key."""
-        data = await self._request("GET", "list_assistants", "/assistants", params={"limit": limit})
-        return list(data.get("data") or [])
+        """The key's assistants."""
+        answer = await self._request(
+            "GET", "list_assistants", "/assistants", params={"limit": limit}
+        )
+        return [item for item in _items("list_assistants", answer.data) if isinstance(item, dict)]
 
     async def retrieve_assistant(self, assistant_id: str) -> dict[str, Any]:
         """The assistant object as the API shows it (``tools`` among its fields).
@@ -212,25 +190,27 @@ class ApiClient:
         Raises:
             NotFound: no such assistant for this key.
         """
-        return await self._request(
+        answer = await self._request(
             "GET", "retrieve_assistant",
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
         )
+        return answer.data
 
     async def modify_assistant(self, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change the fields of the assistant given in ``body``; returns the updated assistant."""
-        return await self._request(
+        answer = await self._request(
             "POST", "modify_assistant",
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
             body=body,
         )
+        return answer.data
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
-        data = await self._request(
+        answer = await self._request(
             "POST", "cancel_run",
             ids.path("/threads/{thread_id}/runs/{run_id}/cancel", thread_id=thread_id, run_id=run_id),
         )
-        return _run(data)
+        return _run("cancel_run", answer.data, answer.poll_after_ms)
 
     async def _request(
         self,
@@ -241,24 +221,30 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         deadline: float | None = None,
-        prepaid: bool = False,
-    ) -> dict[str, Any]:
+        lane: Lane = Lane.SUBMIT,
+        retries: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        max_retries = self._retry.max_retries if retries is None else retries
         attempt = 0
         maybe_applied = False
         while True:
-            if not prepaid or attempt > 0:  # retries always pay
-                await self.budget.acquire()
+            await self.budget.acquire(lane)
             try:
-                return await self._request_once(method, endpoint, path, params, body, deadline)
-            except RunNotActionable as error:
-                self._metrics.api_errors.labels(endpoint, "run_not_actionable").inc()
-                # The API answers 400 to a repeated submit, so a 400 after an attempt whose
-                # answer was lost may mean that attempt was applied: say so to the caller.
-                error.after_lost_answer = maybe_applied
-                raise
+                return await self._request_once(
+                    method, endpoint, path, params, body, deadline, timeout_s
+                )
             except ApiError as error:
-                self._metrics.api_errors.labels(endpoint, _error_kind(error)).inc()
-                if attempt >= self._retry.max_retries or not self._retry.is_retryable(error):
+                self._count_error(endpoint, error)
+                lost = maybe_applied and endpoint == "submit_tool_outputs"
+                if lost and isinstance(error, RunNotActionable | NotFound):
+                    # The API answers 400 to a repeated submit, so a 400 after an attempt whose
+                    # answer was lost may mean that attempt was applied: say so to the caller.
+                    raise RunNotActionable(
+                        error.status, endpoint, error.api_message, request_id=error.request_id,
+                        code=error.code, after_lost_answer=True,
+                    ) from error
+                if attempt >= max_retries or not self._retry.is_retryable(error):
                     raise
                 delay_s = self._retry.delay_s(attempt, error)
                 if deadline is not None and anyio.current_time() + delay_s >= deadline:
@@ -270,6 +256,16 @@ class ApiClient:
                             attempt=attempt, delay_s=round(delay_s, 3))
                 await anyio.sleep(delay_s)
 
+    def _count_error(self, endpoint: str, error: ApiError) -> None:
+        self._metrics.api_errors.labels(endpoint, error.kind.value).inc()
+        if self._health is not None and not isinstance(error, NotFound | RunNotActionable):
+            self._health.api_failed(error)
+        if error.lasting and error.kind.value not in self._lasting_reported:
+            # A host that does not resolve or a refused certificate will not heal on its own:
+            # say what failed once, loudly, instead of once per retry.
+            self._lasting_reported.add(error.kind.value)
+            log.error("the API cannot be reached until this is fixed", error=str(error))
+
     async def _request_once(
         self,
         method: str,
@@ -278,10 +274,11 @@ class ApiClient:
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
         deadline: float | None,
-    ) -> dict[str, Any]:
+        timeout_s: float | None,
+    ) -> Answer:
         if self._session is None:
             raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
-        timeout_s = self._settings.request_timeout_s
+        timeout_s = timeout_s or self._settings.request_timeout_s
         if deadline is not None:
             timeout_s = min(timeout_s, max(deadline - anyio.current_time(), 0.001))
         started = anyio.current_time()
@@ -300,19 +297,45 @@ class ApiClient:
                     ),
                 ) as response:
                     status = f"{response.status // 100}xx"
-                    payload = await response.read()
-                    if response.status >= 400:
-                        raise _status_error(endpoint, response, payload)
-                    data = _decode(endpoint, payload)
-                    hint = response.headers.get("openai-poll-after-ms")
-                    if hint is not None and hint.isdigit():
-                        data[POLL_AFTER_KEY] = int(hint)
-                    return data
+                    return await self._answer(endpoint, response)
         finally:
             self._metrics.api_requests.labels(endpoint, status).inc()
             self._metrics.api_request_duration.labels(endpoint).observe(
                 anyio.current_time() - started
             )
+
+    async def _answer(self, endpoint: str, response: aiohttp.ClientResponse) -> Answer:
+        if self._clock is not None:
+            self._clock.observe(response.headers.get("Date"), time.time())
+        payload = await _read_capped(endpoint, response, self._settings.max_response_bytes)
+        if response.status >= 400:
+            error = _status_error(endpoint, response, payload)
+            if self._health is not None and error.kind in _ANSWERS:
+                self._health.api_answered()  # a 404 or a 400 is the API, there and listening
+            raise error
+        data = _decode(endpoint, payload)
+        if self._health is not None:
+            self._health.api_answered()
+        hint = response.headers.get("openai-poll-after-ms", "")
+        return Answer(data, int(hint) if hint.isdigit() and len(hint) < 10 else None)
+
+
+# Refusals that still show the API is reachable and takes the key.
+_ANSWERS = frozenset(
+    {ApiErrorKind.NOT_FOUND, ApiErrorKind.RUN_NOT_ACTIONABLE, ApiErrorKind.CLIENT_ERROR}
+)
+
+
+async def _read_capped(endpoint: str, response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, refused unread past ``cap`` bytes: a huge answer must not exhaust memory."""
+    declared = response.content_length
+    if declared is not None and declared > cap:
+        raise BadAnswer(endpoint, f"the answer is {declared} bytes, over [api] "
+                                  f"max_response_bytes = {cap}")
+    payload = await response.content.read(cap + 1)
+    if len(payload) > cap:
+        raise BadAnswer(endpoint, f"the answer is over [api] max_response_bytes = {cap}")
+    return payload
 
 
 @contextmanager
@@ -322,36 +345,53 @@ def _translate_errors(endpoint: str, timeout_s: float) -> Iterator[None]:
         yield
     except TimeoutError as exc:
         raise ApiTimeout(endpoint, timeout_s) from exc
+    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        raise ApiConnectionError(
+            endpoint, f"TLS failed for {_where(exc)}: {_os_reason(exc)}", kind=ApiErrorKind.TLS
+        ) from exc
+    except aiohttp.ClientConnectorDNSError as exc:
+        raise ApiConnectionError(
+            endpoint, f"cannot resolve the host {_where(exc)}", kind=ApiErrorKind.DNS
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ApiConnectionError(
+            endpoint, f"cannot connect to {_where(exc)}: {_os_reason(exc)}"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(endpoint, type(exc).__name__) from exc
 
 
-def _error_kind(error: ApiError) -> str:
-    """The closed label value of ``toolworker_api_errors_total`` for an error."""
-    if isinstance(error, AuthError):
-        return "auth"
-    if isinstance(error, NotFound):
-        return "not_found"
-    if isinstance(error, RateLimited):
-        return "rate_limited"
-    if isinstance(error, ApiStatusError):
-        return "server_error" if error.status >= 500 else "client_error"
-    return "timeout" if isinstance(error, ApiTimeout) else "connection"
+def _where(exc: aiohttp.ClientConnectorError) -> str:
+    return f"{exc.host}:{exc.port}"
 
 
-def _run(data: dict[str, Any]) -> Run:
-    run = Run.from_json(data)
-    hint = data.get(POLL_AFTER_KEY)
-    return dataclasses.replace(run, poll_after_ms=hint) if isinstance(hint, int) else run
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    return str(exc.os_error.strerror or exc.os_error)
+
+
+def _run(endpoint: str, data: object, poll_after_ms: int | None) -> Run:
+    try:
+        run = Run.from_json(data)
+    except ValueError as exc:  # Malformed, or InvalidId for an id no API issues
+        raise BadAnswer(endpoint, str(exc)) from None
+    return replace(run, poll_after_ms=poll_after_ms) if poll_after_ms is not None else run
+
+
+def _items(endpoint: str, data: dict[str, Any]) -> list[Any]:
+    items = data.get("data")
+    if not isinstance(items, list):
+        raise BadAnswer(endpoint, "a list answer without a 'data' list")
+    return items
 
 
 def _decode(endpoint: str, payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)
     except ValueError:
-        raise ApiStatusError(200, endpoint, "the answer is not JSON") from None
+        start = payload[:40].decode("utf-8", "replace")
+        raise BadAnswer(endpoint, f"not JSON, it starts {start!r}") from None
     if not isinstance(data, dict):
-        raise ApiStatusError(200, endpoint, "the answer is not a JSON object")
+        raise BadAnswer(endpoint, f"not a JSON object but a {type(data).__name__}")
     return data
 
 
@@ -376,7 +416,8 @@ def _status_error(endpoint: str, response: aiohttp.ClientResponse, payload: byte
 def _error_fields(payload: bytes) -> tuple[str, str | None]:
     try:
         error = json.loads(payload).get("error") or {}
-        return str(error.get("message") or "no message"), error.get("code")
+        code = error.get("code")
+        return str(error.get("message") or "no message")[:500], code if isinstance(code, str) else None
     except (ValueError, AttributeError):
         return payload[:200].decode("utf-8", "replace") or "no message", None
 
@@ -387,7 +428,9 @@ def _retry_after_s(headers: Any) -> float | None:
         if value is None:
             continue
         try:
-            return max(float(value) * scale, 0.0)
+            delay_s = float(value) * scale
         except ValueError:
             continue  # an HTTP date: fall back to our own backoff
+        if math.isfinite(delay_s):
+            return max(delay_s, 0.0)
     return None

@@ -72,6 +72,9 @@ class ApiSettings(_Section):
     max_retries: int = Field(default=4, ge=0)
     # The request budget: never more requests than this in any one-second window (0: no limit).
     max_requests_per_s: int = Field(default=100, ge=0)
+    # Answers larger than this are refused unread (a counted bad_answer), so a broken or
+    # hostile server cannot make the worker parse hundreds of megabytes.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
     azure_auth: Literal["api_key", "entra"] = "api_key"
@@ -85,6 +88,15 @@ class WatchSettings(_Section):
     active_poll_interval_s: float = Field(default=0.5, gt=0)
     idle_poll_interval_s: float = Field(default=5.0, gt=0)
     max_concurrent_polls: int = Field(default=64, ge=1)
+    # A poll is one request, never retried in place (the schedule retries it): this bounds
+    # how long a hung API holds a poll's slot.
+    poll_timeout_s: float = Field(default=10.0, gt=0)
+    # Threads watched at most; intake beyond it is refused (429), so a flood cannot grow
+    # the worker without bound.
+    max_threads: int = Field(default=50_000, ge=1)
+    # While a round's handlers run, its run is read this often, so that handlers of a run that
+    # was cancelled (or answered elsewhere) are stopped instead of running to their timeout.
+    cancel_check_interval_s: float = Field(default=3.0, gt=0)
     discover: bool = False
     discover_interval_s: float = Field(default=30.0, gt=0)
 
@@ -100,6 +112,9 @@ class ToolsSettings(_Section):
     max_arguments_chars: int = Field(default=1_000_000, ge=2)
     max_calls_per_round: int = Field(default=128, ge=1)
     max_concurrent_rounds: int = Field(default=64, ge=1)
+    # How long a round's outputs are submitted again after failures when the run has no
+    # expires_at (with one, they are tried until it).
+    submit_window_s: float = Field(default=600.0, gt=0)
 
 
 class ServerSettings(_Section):

@@ -7,28 +7,34 @@ import functools
 import os
 import signal
 import socket
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from .backends import build_profile
-from .claims import ClaimStore, LocalClaims, RedisClaims
+from .budget import RequestBudget
+from .cancellation import unless_run_moves_on
+from .claims import ClaimStore, Held, LocalClaims, RedisClaims
 from .client import ApiClient
+from .clock import ApiClock
 from .dispatch import Dispatcher
-from .errors import ApiError, ApiStatusError, AuthError, ConfigError, CoordinationError
+from .errors import CoordinationError
+from .health import Health
 from .intake import RedisIntake
 from .metrics import Metrics
-from .models import Round
+from .models import Round, SubmitOutcome
 from .poller import Poller
+from .probe import check_access, keep_health
 from .server import Server
 from .submit import Submitter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .backends import BackendProfile
     from .config import Settings
@@ -37,9 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = structlog.get_logger("worker.daemon")
-
-AUTH_FAILURES_NOT_READY = 3
-POLL_FAILURES_NOT_READY = 10
 
 
 def replica_name() -> str:
@@ -51,9 +54,11 @@ def replica_name() -> str:
 class _Spine:
     """The stages a round passes through, wired once per run."""
 
+    client: ApiClient
+    claims: ClaimStore
     dispatcher: Dispatcher
     submitter: Submitter
-    claims: ClaimStore
+    poller: Poller
 
 
 class Worker:
@@ -71,56 +76,72 @@ class Worker:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.registry = registry
+        watch = settings.watch
+        self.health = Health(window_s=max(3 * watch.idle_poll_interval_s, 30.0),
+                             stall_s=3 * watch.idle_poll_interval_s + 10)
+        self.clock = ApiClock()
         self._rounds: anyio.CancelScope | None = None
         self._in_flight: set[Round] = set()
         self._abandoned: list[Round] = []
-        self._draining = False
         self.server: Server | None = None
         self.poller: Poller | None = None
-        self.metrics.ready.set_function(self._ready_value)
+        self.metrics.ready.set_function(lambda: float(self.health.readiness()[0]))
+        self.metrics.clock_offset.set_function(lambda: self.clock.offset_s)
 
-    async def run(self, *, until_idle: bool = False) -> None:
+    async def run(
+        self, *, until_idle: bool = False,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run until SIGTERM/SIGINT, or with ``until_idle`` until no watched run is active.
+
+        Reports through ``task_status`` once it polls (and its server listens), so that
+        ``await tg.start(worker.run)`` returns when the worker is up.
 
         Raises:
             AuthError: the API refused the key at start.
             ConfigError: the API refused the first request, or Redis support is missing.
         """
+        budget = RequestBudget(self.settings.api.max_requests_per_s)
         async with (
-            ApiClient(self._profile, self.settings.api, self.metrics) as client,
+            ApiClient(self._profile, self.settings.api, self.metrics, budget=budget,
+                      clock=self.clock, health=self.health) as client,
             self._claim_store() as claims,
         ):
-            await self._check_access(client)
+            await check_access(client, self.settings.watch)
             send, receive = anyio.create_memory_object_stream[Round](
                 max_buffer_size=self.settings.tools.max_concurrent_rounds
             )
-            self.poller = Poller(client, self.settings.watch, self.metrics, claims)
+            self.poller = Poller(client, self.settings.watch, self.metrics,
+                                 health=self.health, clock=self.clock)
             spine = _Spine(
+                client, claims,
                 Dispatcher(self.registry, self.settings.tools, self.metrics,
                            log_arguments=self.settings.logging.log_arguments),
-                Submitter(client, self.metrics),
-                claims,
+                Submitter(client, self.metrics, window_s=self.settings.tools.submit_window_s),
+                self.poller,
             )
             async with anyio.create_task_group() as tg:
-                await self._start_edges(tg, self.poller)
+                await self._start_edges(tg, spine)
                 tg.start_soon(functools.partial(self.poller.run, send, until_idle=until_idle))
                 log.info("worker started", tools=[t.name for t in self.registry],
                          threads=len(self.settings.watch.threads))
+                task_status.started()
                 await self._process_rounds(receive, spine)
                 tg.cancel_scope.cancel()
         log.info("worker stopped")
 
-    async def _start_edges(self, tg: anyio.abc.TaskGroup, poller: Poller) -> None:
-        """The HTTP server, the signal handler and the Redis intake, as configured."""
+    async def _start_edges(self, tg: anyio.abc.TaskGroup, spine: _Spine) -> None:
+        """The HTTP server, the signal handler, health upkeep and the Redis intake."""
         if self.settings.server.enabled:
-            self.server = Server(
-                self.settings.server, self.metrics, self._readiness, watch=poller.watch
-            )
+            self.server = Server(self.settings.server, self.metrics, self.health.readiness,
+                                 liveness=self.health.liveness, watch=spine.poller.watch)
             await tg.start(self.server.serve)
         await tg.start(self._watch_signals)
+        tg.start_soon(keep_health, spine.client, self.settings.watch, self.health, spine.claims,
+                      self.clock)
         if self.settings.intake.redis_stream:
             intake = RedisIntake.from_settings(
-                self.settings.intake, watch=poller.watch, consumer=replica_name()
+                self.settings.intake, watch=spine.poller.watch, consumer=replica_name()
             )
             tg.start_soon(intake.run)
 
@@ -141,7 +162,8 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 await store.aclose()
 
-    async def _process_rounds(self, receive: Any, spine: _Spine) -> None:
+    async def _process_rounds(self, receive: MemoryObjectReceiveStream[Round],
+                              spine: _Spine) -> None:
         self._rounds = anyio.CancelScope()
         with self._rounds:
             slots = anyio.Semaphore(self.settings.tools.max_concurrent_rounds)
@@ -154,77 +176,43 @@ class Worker:
                       runs=sorted(r.run_id for r in self._abandoned))
 
     async def _process_round(self, round_: Round, spine: _Spine, slots: anyio.Semaphore) -> None:
-        """Claimed round -> dispatch -> one submission -> settle the claim."""
+        """Claim the round, answer it, submit it; the poller looks at the run again after."""
         self._in_flight.add(round_)
-        next_poll_s: float | None = None
+        next_poll_s: float | None = self.settings.watch.active_poll_interval_s
         try:
             with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
-                async with self._lease(round_, spine.claims):
-                    outputs = await spine.dispatcher.run(round_)
-                    result = await spine.submitter.submit(round_, outputs)
-                next_poll_s = result.poll_after_s
-                await self._settle(round_, result.outcome, spine.claims)
+                async with spine.claims.hold(round_) as held:
+                    if held is not None:  # None: another replica (or a stale read) has it
+                        held.outcome, next_poll_s = await self._answer(round_, held, spine)
+        except CoordinationError as exc:
+            log.warning("could not claim the round; trying again", error=str(exc))
         except anyio.get_cancelled_exc_class():
             self._abandoned.append(round_)
             raise
         finally:
             self._in_flight.discard(round_)
             slots.release()
-            assert self.poller is not None  # noqa: S101 - set before rounds flow
-            self.poller.round_finished(round_, next_poll_s)
+            spine.poller.round_finished(round_, next_poll_s)
 
-    @contextlib.asynccontextmanager
-    async def _lease(self, round_: Round, claims: ClaimStore) -> AsyncIterator[None]:
-        """Renew the round's claim while its handlers run, at a third of the lease."""
-        if not claims.renews:
-            yield
-            return
-
-        async def renew_forever() -> None:
-            while True:
-                await anyio.sleep(self.settings.coordination.lease_s / 3)
-                try:
-                    if not await claims.renew(round_):
-                        log.warning("lost the claim on this round; another replica may take it")
-                except CoordinationError as exc:
-                    log.warning("could not renew the claim", error=str(exc))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(renew_forever)
-            yield
-            tg.cancel_scope.cancel()
-
-    async def _settle(self, round_: Round, outcome: str, claims: ClaimStore) -> None:
-        try:
-            if outcome == "failed":
-                # Not delivered, and the run may still wait: let the next poll take it again.
-                await claims.release(round_)
-            else:
-                await claims.done(round_)
-        except CoordinationError as exc:
-            log.warning("could not settle the claim; its lease will run out", error=str(exc))
-
-    async def _check_access(self, client: ApiClient) -> None:
-        """Fail at start when the API refuses us; a network hiccup only warns.
-
-        Raises:
-            AuthError: the key or token is refused.
-            ConfigError: the API refuses the request itself (wrong base_url or api_version).
-        """
-        try:
-            await client.list_assistants(limit=1)
-        except AuthError:
-            raise
-        except ApiStatusError as exc:
-            if 400 <= exc.status < 500 and exc.status != 429:
-                raise ConfigError(
-                    f"the API refused the first request ({exc}); check base_url, backend "
-                    "and api_version",
-                    key="api",
-                ) from exc
-            log.warning("could not check API access at start; carrying on", error=str(exc))
-        except ApiError as exc:
-            log.warning("could not check API access at start; carrying on", error=str(exc))
+    async def _answer(
+        self, round_: Round, held: Held, spine: _Spine
+    ) -> tuple[SubmitOutcome, float | None]:
+        """Dispatch (unless outputs were kept from an earlier try), then submit."""
+        outputs = held.saved
+        if outputs is None:
+            answered = await unless_run_moves_on(
+                functools.partial(spine.dispatcher.run, round_), spine.client, round_,
+                interval_s=self.settings.watch.cancel_check_interval_s,
+            )
+            if isinstance(answered, SubmitOutcome):
+                spine.submitter.record_abandoned(round_, answered)
+                return answered, None
+            outputs = answered
+            await held.keep(outputs)
+        else:
+            log.info("submitting outputs kept from an earlier try; the handlers do not run")
+        result = await spine.submitter.submit(round_, outputs)
+        return result.outcome, result.poll_after_s
 
     async def _watch_signals(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -232,7 +220,7 @@ class Worker:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
             async for signum in signals:
-                if self._draining:
+                if self.health.draining:
                     log.warning("second signal: stopping now", signal=signum.name)
                     if self._rounds is not None:
                         self._rounds.cancel()
@@ -246,31 +234,6 @@ class Worker:
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""
-        self._draining = True
+        self.health.draining = True
         if self.poller is not None:
             self.poller.stop()
-
-    def _ready_value(self) -> float:
-        # Read at scrape time, in the thread that renders /metrics.
-        return float(self._readiness()[0])
-
-    def _readiness(self) -> tuple[bool, dict[str, Any]]:
-        poller = self.poller
-        if poller is None:
-            return False, {"reason": "starting"}
-        facts: dict[str, Any] = {
-            "in_flight_rounds": len(self._in_flight),
-            "consecutive_poll_failures": poller.consecutive_failures,
-        }
-        stalled_s = time.monotonic() - poller.heartbeat
-        # The loop wakes at least once per idle interval; far longer means it is stuck.
-        if stalled_s > 3 * self.settings.watch.idle_poll_interval_s + 10:
-            return False, {"reason": "the poll loop is stuck", "stalled_s": round(stalled_s, 1),
-                           **facts}
-        if poller.auth_failures >= AUTH_FAILURES_NOT_READY:
-            return False, {"reason": "the API refuses the key", **facts}
-        if poller.consecutive_failures >= POLL_FAILURES_NOT_READY:
-            return False, {"reason": "the API cannot be reached", **facts}
-        if self._draining:
-            return False, {"reason": "draining for shutdown", **facts}
-        return True, facts

@@ -13,7 +13,7 @@ from structlog.contextvars import bound_contextvars
 
 from .context import ToolContext
 from .errors import ToolArgumentsError, ToolError, ToolNotFound
-from .models import Round, ToolCall, ToolOutput
+from .models import CallOutcome, Round, ToolCall, ToolOutput
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .registry import Registry, Tool
 
 __all__ = ["Dispatcher", "round_deadline"]
+
+# Seconds kept before expires_at for the submission itself, when a handler runs into the
+# margin because its own timeout still fits.
+SUBMIT_RESERVE_S = 1.5
 
 TRUNCATION_MARKER = "\n[output truncated by tool-worker: {dropped} of {total} characters removed]"
 
@@ -34,7 +38,7 @@ def round_deadline(round_: Round, settings: ToolsSettings) -> float:
 
     ``expires_at`` is epoch seconds on the API's clock; the margin leaves time to submit.
     """
-    expiry = round_.expiry()
+    expiry = round_.expiry
     if expiry is None:
         return anyio.current_time() + settings.default_timeout_s + settings.deadline_margin_s
     return expiry - settings.deadline_margin_s
@@ -61,7 +65,7 @@ class Dispatcher:
         # Sync handlers share one pool of threads, so a burst of rounds cannot spawn thousands.
         self._threads = anyio.CapacityLimiter(settings.max_threads)
         self._names = frozenset(spec.name for spec in registry)
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, CallOutcome], tuple[Any, Any]] = {}
         self._per_tool = {
             spec.name: anyio.CapacityLimiter(spec.max_concurrency)
             for spec in registry
@@ -93,16 +97,16 @@ class Dispatcher:
             outputs[index] = self._refuse_excess(call, len(round_.tool_calls))
         return [output for output in outputs if output is not None]
 
-    def _observe(self, tool: str, outcome: str, duration_s: float) -> None:
+    def _observe(self, tool: str, outcome: CallOutcome, duration_s: float) -> None:
         # Labelled children are looked up once per (tool, outcome): .labels() is not free.
         key = (tool, outcome)
         children = self._children.get(key)
         if children is None:
-            label = tool if outcome != "unknown_tool" else "(unknown)"
+            unknown = outcome is CallOutcome.UNKNOWN_TOOL
+            label = "(unknown)" if unknown else tool
             children = self._children[key] = (
-                self._metrics.tool_calls.labels(label, outcome),
-                self._metrics.tool_call_duration.labels(label) if outcome != "unknown_tool"
-                else None,
+                self._metrics.tool_calls.labels(label, outcome.value),
+                None if unknown else self._metrics.tool_call_duration.labels(label),
             )
         counter, histogram = children
         counter.inc()
@@ -112,11 +116,11 @@ class Dispatcher:
     def _refuse_excess(self, call: ToolCall, count: int) -> ToolOutput:
         limit = self._settings.max_calls_per_round
         self._metrics.tool_calls.labels(call.name if call.name in self._names else "(unknown)",
-                                        "error").inc()
+                                        CallOutcome.ERROR.value).inc()
         log.warning("round has too many tool calls", tool_calls=count, limit=limit)
         text = (f"Error: this round asked for {count} tool calls; only the first {limit} were "
                 "run. Call fewer tools at once.")
-        return ToolOutput(call.id, text, call.name, "error", 0.0)
+        return ToolOutput(call.id, text, call.name, CallOutcome.ERROR, 0.0)
 
     async def _answer(self, round_: Round, call: ToolCall, deadline: float) -> ToolOutput:
         started = anyio.current_time()
@@ -132,60 +136,90 @@ class Dispatcher:
             )
             self._observe(call.name, outcome, duration_s)
             if self._log_arguments:
-                log.info("tool call answered", outcome=outcome, duration_s=round(duration_s, 4),
-                         arguments=call.arguments, output=text)
+                log.info("tool call answered", outcome=outcome.value,
+                         duration_s=round(duration_s, 4), arguments=call.arguments, output=text)
             else:
-                log.debug("tool call answered", outcome=outcome, duration_s=round(duration_s, 4))
+                log.debug("tool call answered", outcome=outcome.value,
+                          duration_s=round(duration_s, 4))
         return ToolOutput(call.id, text, call.name, outcome, duration_s)
 
-    async def _execute(self, round_: Round, call: ToolCall, deadline: float) -> tuple[str, str]:
+    async def _execute(
+        self, round_: Round, call: ToolCall, deadline: float
+    ) -> tuple[str, CallOutcome]:
         try:
             spec = self._registry.get(call.name)
         except ToolNotFound as exc:
             log.warning("model called an unknown tool", available=exc.available)
-            return f"Error: {exc}.", "unknown_tool"
+            return f"Error: {exc}.", CallOutcome.UNKNOWN_TOOL
         try:
-            if len(call.arguments) > self._settings.max_arguments_chars:
-                raise ToolArgumentsError(
-                    spec.name,
-                    f"{len(call.arguments)} characters is more than the limit of "
-                    f"{self._settings.max_arguments_chars}",
-                )
-            kwargs = spec.signature.parse(call.arguments)
+            kwargs = self._parse(spec, call)
         except ToolArgumentsError as exc:
             log.warning("model sent invalid arguments", problem=exc.problem)
-            return f"Error: {exc}. Call the tool again with corrected arguments.", "invalid_arguments"
+            return (f"Error: {exc}. Call the tool again with corrected arguments.",
+                    CallOutcome.INVALID_ARGUMENTS)
+        timeout_s = self._time_for(spec, deadline, round_.expiry)
+        if timeout_s is None:
+            left_s = max((round_.expiry or deadline) - anyio.current_time(), 0.0)
+            log.warning("too little time left before the run expires; not running the tool",
+                        expires_in_s=round(left_s, 1))
+            text = f"Error: the run expires in {left_s:.0f} s; the tool {spec.name!r} was not run."
+            return text, CallOutcome.NOT_RUN
         if spec.signature.context_param is not None:
             kwargs[spec.signature.context_param] = ToolContext(
                 thread_id=round_.thread_id,
                 run_id=round_.run_id,
                 tool_call_id=call.id,
                 assistant_id=round_.assistant_id,
-                deadline=deadline,
+                deadline=anyio.current_time() + timeout_s,
                 log=self._tool_log or structlog.get_logger("tool").bind(),
             )
-        timeout_s = min(
-            spec.timeout_s or self._settings.default_timeout_s, deadline - anyio.current_time()
-        )
-        with anyio.move_on_after(max(timeout_s, 0)) as scope:
+        return await self._run_handler(spec, kwargs, timeout_s)
+
+    def _parse(self, spec: Tool, call: ToolCall) -> dict[str, Any]:
+        """The handler's arguments from the model's JSON; raises ``ToolArgumentsError``."""
+        if len(call.arguments) > self._settings.max_arguments_chars:
+            raise ToolArgumentsError(
+                spec.name,
+                f"{len(call.arguments)} characters is more than the limit of "
+                f"{self._settings.max_arguments_chars}",
+            )
+        return spec.signature.parse(call.arguments)
+
+    def _time_for(self, spec: Tool, deadline: float, expiry: float | None) -> float | None:
+        """The handler's timeout, or None when there is no time to run it at all."""
+        now = anyio.current_time()
+        wanted_s = spec.timeout_s or self._settings.default_timeout_s
+        timeout_s = min(wanted_s, deadline - now)
+        # The margin before expiry is kept for the submission; a handler whose own timeout
+        # still fits before the run expires may use it, rather than not run at all.
+        if expiry is not None and timeout_s < wanted_s <= expiry - SUBMIT_RESERVE_S - now:
+            timeout_s = wanted_s
+        return timeout_s if timeout_s > 0 else None
+
+    async def _run_handler(
+        self, spec: Tool, kwargs: dict[str, Any], timeout_s: float
+    ) -> tuple[str, CallOutcome]:
+        with anyio.move_on_after(timeout_s) as scope:
             try:
                 result = await self._invoke(spec, kwargs)
             except ToolError as exc:
-                return str(exc), "error"
+                return str(exc), CallOutcome.ERROR
             except Exception as exc:
                 log.warning("tool handler raised", exc_info=exc)
                 if not spec.expose_errors:
-                    return f"Error: the tool {spec.name!r} failed; the error was logged.", "error"
+                    return (f"Error: the tool {spec.name!r} failed; the error was logged.",
+                            CallOutcome.ERROR)
                 return (
                     f"Error: the tool {spec.name!r} failed: {type(exc).__name__}: {exc}"[:500],
-                    "error",
+                    CallOutcome.ERROR,
                 )
         if scope.cancelled_caught:
             log.warning("tool call timed out", timeout_s=round(timeout_s, 3))
             if not spec.is_async and not spec.process:
                 # The thread cannot be interrupted; it finishes in the background, unawaited.
                 self._metrics.abandoned_threads.labels(spec.name).inc()
-            return f"Error: the tool {spec.name!r} timed out after {max(timeout_s, 0):.1f} s.", "timeout"
+            return (f"Error: the tool {spec.name!r} timed out after {timeout_s:.1f} s.",
+                    CallOutcome.TIMEOUT)
         return _encode(spec.name, result)
 
     async def _invoke(self, spec: Tool, kwargs: dict[str, Any]) -> Any:
@@ -218,16 +252,16 @@ class Dispatcher:
         return text[:kept] + TRUNCATION_MARKER.format(dropped=len(text) - kept, total=len(text))
 
 
-def _encode(tool: str, result: Any) -> tuple[str, str]:
+def _encode(tool: str, result: Any) -> tuple[str, CallOutcome]:
     if isinstance(result, str):
-        return result, "ok"
+        return result, CallOutcome.OK
     try:
         # NaN and Infinity are not JSON; the model gets null, as JSON.stringify would give.
-        return pydantic_core.to_json(result, inf_nan_mode="null").decode(), "ok"
+        return pydantic_core.to_json(result, inf_nan_mode="null").decode(), CallOutcome.OK
     except pydantic_core.PydanticSerializationError:
         log.warning("tool returned a value that is not JSON-encodable", type=type(result).__name__)
         return (
             (f"Error: the tool {tool!r} returned a {type(result).__name__}, "
             "which cannot be encoded as JSON."),
-            "error",
+            CallOutcome.ERROR,
         )

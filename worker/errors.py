@@ -7,6 +7,7 @@
     ├── ApiError                 talking to the Assistants API failed
     │   ├── ApiConnectionError   the connection failed or dropped before an answer arrived
     │   ├── ApiTimeout           no answer within the request timeout
+    │   ├── BadAnswer            the API answered 2xx with something that does not parse
     │   └── ApiStatusError       the API answered with an error status
     │       ├── AuthError        401/403: the key is missing, wrong or lacks access
     │       ├── RateLimited      429: slow down, honour ``retry_after_s``
@@ -14,6 +15,7 @@
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
     ├── InvalidId                an id from outside is not shaped like one the API issues
+    ├── WatchLimitReached        [watch] max_threads threads are watched already
     ├── ToolNotFound             the model called a tool that is not registered
     └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
 
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,9 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ApiConnectionError",
     "ApiError",
+    "ApiErrorKind",
     "ApiStatusError",
     "ApiTimeout",
     "AuthError",
+    "BadAnswer",
     "ConfigError",
     "CoordinationError",
     "InvalidId",
@@ -42,6 +47,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolError",
     "ToolNotFound",
+    "WatchLimitReached",
     "WorkerError",
 ]
 
@@ -60,8 +66,29 @@ class ConfigError(WorkerError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class ApiErrorKind(enum.StrEnum):
+    """What went wrong with a request: the closed label set of ``toolworker_api_errors_total``."""
+
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    RUN_NOT_ACTIONABLE = "run_not_actionable"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    DNS = "dns"
+    TLS = "tls"
+    BAD_ANSWER = "bad_answer"
+
+
 class ApiError(WorkerError):
     """A request to the Assistants API failed."""
+
+    kind: ApiErrorKind = ApiErrorKind.CONNECTION
+    # True for failures that the same request sent again at once will meet again (a host
+    # that does not resolve, a certificate refused): retried slowly, reported once.
+    lasting: bool = False
 
     def __init__(self, message: str, *, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -71,8 +98,12 @@ class ApiError(WorkerError):
 class ApiConnectionError(ApiError):
     """The connection failed or was dropped before the answer arrived."""
 
-    def __init__(self, endpoint: str, reason: str) -> None:
+    def __init__(
+        self, endpoint: str, reason: str, *, kind: ApiErrorKind = ApiErrorKind.CONNECTION
+    ) -> None:
         self.reason = reason
+        self.kind = kind
+        self.lasting = kind in (ApiErrorKind.DNS, ApiErrorKind.TLS)
         super().__init__(
             f"{endpoint}: connection to the API failed ({reason}); "
             "check [api] base_url and the network",
@@ -83,11 +114,30 @@ class ApiConnectionError(ApiError):
 class ApiTimeout(ApiError):
     """No answer arrived within the request timeout."""
 
+    kind = ApiErrorKind.TIMEOUT
+
     def __init__(self, endpoint: str, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         super().__init__(
             f"{endpoint}: no answer within {timeout_s:g} s; "
             "raise [api] request_timeout_s if the API is slow",
+            endpoint=endpoint,
+        )
+
+
+class BadAnswer(ApiError):
+    """The API answered with a success status, but the body is not what the endpoint returns.
+
+    Seen behind misbehaving gateways: HTML error pages, truncated JSON, missing fields.
+    """
+
+    kind = ApiErrorKind.BAD_ANSWER
+
+    def __init__(self, endpoint: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"{endpoint}: the API's answer does not parse ({problem}); "
+            "check [api] base_url and any gateway in front of the API",
             endpoint=endpoint,
         )
 
@@ -105,6 +155,8 @@ class ApiStatusError(ApiError):
         code: str | None = None,
     ) -> None:
         self.status = status
+        if type(self).kind is ApiError.kind:  # subclasses name their own kind
+            self.kind = ApiErrorKind.SERVER_ERROR if status >= 500 else ApiErrorKind.CLIENT_ERROR
         self.api_message = message
         self.request_id = request_id
         self.code = code
@@ -115,9 +167,13 @@ class ApiStatusError(ApiError):
 class AuthError(ApiStatusError):
     """The API refused the key (401/403); set OPENAI_API_KEY or [api] api_key_file."""
 
+    kind = ApiErrorKind.AUTH
+
 
 class RateLimited(ApiStatusError):
     """The API answered 429; wait ``retry_after_s`` before the next request."""
+
+    kind = ApiErrorKind.RATE_LIMITED
 
     def __init__(
         self,
@@ -136,6 +192,8 @@ class RateLimited(ApiStatusError):
 class NotFound(ApiStatusError):
     """The thread, run or assistant does not exist, or the key cannot see it."""
 
+    kind = ApiErrorKind.NOT_FOUND
+
 
 class RunNotActionable(ApiStatusError):
     """The run no longer accepts these tool outputs (it moved on, expired or was cancelled).
@@ -144,7 +202,20 @@ class RunNotActionable(ApiStatusError):
     so the refusal may be the API seeing our own outputs a second time.
     """
 
-    after_lost_answer: bool = False
+    kind = ApiErrorKind.RUN_NOT_ACTIONABLE
+
+    def __init__(
+        self,
+        status: int,
+        endpoint: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        code: str | None = None,
+        after_lost_answer: bool = False,
+    ) -> None:
+        self.after_lost_answer = after_lost_answer
+        super().__init__(status, endpoint, message, request_id=request_id, code=code)
 
 
 class CoordinationError(WorkerError):
@@ -167,6 +238,17 @@ class InvalidId(WorkerError, ValueError):
         super().__init__(
             f"{what} {repr(value)[:60]} is not an id the API issues: use 1-{max_chars} letters, "
             "digits, '_', '-', '.' or ':', starting with a letter or digit (like 'thread_abc123')"
+        )
+
+
+class WatchLimitReached(WorkerError):
+    """The worker already watches ``[watch] max_threads`` threads; a new one is refused."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"already watching {limit} threads, the limit; raise [watch] max_threads or run "
+            "more replicas"
         )
 
 

@@ -14,15 +14,15 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
+from .errors import ApiErrorKind
+from .models import CallOutcome, SubmitOutcome
+
+__all__ = ["API_ERROR_KINDS", "CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
 
 # Closed sets of label values: label sets stay bounded, no ids ever become labels.
-CALL_OUTCOMES = ("ok", "error", "timeout", "invalid_arguments", "unknown_tool")
-SUBMIT_OUTCOMES = ("ok", "rejected", "already_submitted", "expired", "failed")
-API_ERROR_KINDS = (
-    "auth", "not_found", "rate_limited", "run_not_actionable", "client_error", "server_error",
-    "timeout", "connection",
-)
+CALL_OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
+SUBMIT_OUTCOMES = tuple(outcome.value for outcome in SubmitOutcome)
+API_ERROR_KINDS = tuple(kind.value for kind in ApiErrorKind)
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")
@@ -92,6 +92,14 @@ class Metrics:
         )
         self.poll_cycles = Counter(
             "toolworker_polls", "Thread and run polls made.", registry=r,
+        )
+        self.threads_dropped = Counter(
+            "toolworker_threads_dropped",
+            "Watched threads dropped because the API does not know them (404).", registry=r,
+        )
+        self.clock_offset = Gauge(
+            "toolworker_clock_offset_seconds",
+            "The API's clock minus ours, estimated from the Date of its answers.", registry=r,
         )
         self.poll_lag = Histogram(
             "toolworker_poll_lag_seconds", "How late polls start behind their schedule.",

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import enum
+import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-__all__ = ["Round", "Run", "RunStatus", "ToolCall", "ToolOutput"]
+from .ids import check_id
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "CallOutcome",
+    "Malformed",
+    "Round",
+    "Run",
+    "RunStatus",
+    "SubmitOutcome",
+    "ToolCall",
+    "ToolOutput",
+]
 
 
 class RunStatus(enum.StrEnum):
@@ -52,6 +68,23 @@ class ToolCall:
     name: str
     arguments: str
 
+    @classmethod
+    def from_json(cls, data: object) -> ToolCall | None:
+        """Parse one item of ``tool_calls``; None for a call of another type (not ours).
+
+        Raises:
+            Malformed: the item is not a tool call.
+        """
+        call = _object(data, "tool call")
+        if call.get("type", "function") != "function":
+            return None
+        function = _object(call.get("function"), "tool call's function")
+        return cls(
+            id=check_id(call.get("id"), "tool_call_id"),
+            name=_string(function, "name", "tool call's function"),
+            arguments=_string(function, "arguments", "tool call's function"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -61,35 +94,41 @@ class Run:
     thread_id: str
     assistant_id: str
     status: RunStatus
-    expires_at: int | None
+    expires_at: float | None  # epoch seconds on the API's clock; some servers send floats
     required_action_type: str | None
     tool_calls: tuple[ToolCall, ...]
+    created_at: float = 0.0
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The API's `openai-poll-after-ms` hint that came with this answer, if any.
     poll_after_ms: int | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Run:
-        """Parse a RunObject; unknown fields are ignored and null fields tolerated."""
-        action = data.get("required_action") or {}
-        calls_json = (action.get("submit_tool_outputs") or {}).get("tool_calls") or []
-        calls = tuple(
-            ToolCall(
-                id=str(call["id"]),
-                name=str((call.get("function") or {}).get("name", "")),
-                arguments=str((call.get("function") or {}).get("arguments", "")),
-            )
-            for call in calls_json
-            if call.get("type", "function") == "function" and "id" in call
-        )
-        expires_at = data.get("expires_at")
+    def from_json(cls, data: object) -> Run:
+        """Parse a RunObject; unknown fields are ignored, optional ones may be null.
+
+        Raises:
+            Malformed: a field the worker needs is missing or of the wrong type (an
+                ``InvalidId`` for an id no API would issue); the message names it.
+        """
+        run = _object(data, "run")
+        action = _object(run.get("required_action") or {}, "required_action")
+        outputs = _object(action.get("submit_tool_outputs") or {}, "submit_tool_outputs")
+        calls_json = outputs.get("tool_calls") or []
+        if not isinstance(calls_json, list):
+            raise Malformed(f"tool_calls is {_kind(calls_json)}, not a list")
+        calls = tuple(c for c in map(ToolCall.from_json, calls_json) if c is not None)
+        action_type = action.get("type")
+        assistant_id = run.get("assistant_id")
         return cls(
-            id=str(data["id"]),
-            thread_id=str(data["thread_id"]),
-            assistant_id=str(data.get("assistant_id") or ""),
-            status=RunStatus.parse(data.get("status")),
-            expires_at=int(expires_at) if isinstance(expires_at, int | float) else None,
-            required_action_type=action.get("type"),
+            id=check_id(run.get("id"), "run id"),
+            thread_id=check_id(run.get("thread_id"), "thread_id"),
+            assistant_id=assistant_id if isinstance(assistant_id, str) else "",
+            status=RunStatus.parse(_string(run, "status", "run")),
+            expires_at=_time(run, "expires_at"),
+            required_action_type=action_type if isinstance(action_type, str) else None,
             tool_calls=calls,
+            created_at=_time(run, "created_at") or 0.0,
+            metadata=_metadata(run.get("metadata")),
         )
 
     @property
@@ -101,6 +140,11 @@ class Run:
             and bool(self.tool_calls)
         )
 
+    @property
+    def call_ids(self) -> frozenset[str]:
+        """The ids of the tool calls the run waits for (empty when it waits for none)."""
+        return frozenset(call.id for call in self.tool_calls)
+
 
 @dataclass(frozen=True, slots=True)
 class Round:
@@ -109,23 +153,34 @@ class Round:
     thread_id: str
     run_id: str
     assistant_id: str
-    expires_at: int | None
+    expires_at: float | None
     tool_calls: tuple[ToolCall, ...]
     detected_at: float  # anyio clock, for detection-to-submit latency
+    # When the run expires on the anyio clock: expires_at read on the API's clock, not ours.
+    expiry: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def call_ids(self) -> frozenset[str]:
+        """The ids of the round's tool calls; with the run id, the round's identity."""
+        return frozenset(call.id for call in self.tool_calls)
 
     @property
     def key(self) -> tuple[str, frozenset[str]]:
         """Identity of the round: the run and the set of its tool call ids."""
-        return (self.run_id, frozenset(call.id for call in self.tool_calls))
-
-    def expiry(self) -> float | None:
-        """When the run expires, on the anyio clock (``expires_at`` is epoch seconds)."""
-        if self.expires_at is None:
-            return None
-        return anyio.current_time() + (self.expires_at - time.time())
+        return (self.run_id, self.call_ids)
 
     @classmethod
-    def from_run(cls, run: Run, detected_at: float) -> Round:
+    def from_run(cls, run: Run, detected_at: float, *, api_now: float | None = None) -> Round:
+        """The run's pending round; ``api_now`` is the API's clock now, in epoch seconds.
+
+        The run's ``expires_at`` is a time on the API's clock, so it is turned into a local
+        deadline against the API's clock: a skewed local clock does not move it.
+        """
+        expiry = None
+        if run.expires_at is not None:
+            now = time.time() if api_now is None else api_now
+            expiry = anyio.current_time() + (run.expires_at - now)
         return cls(
             thread_id=run.thread_id,
             run_id=run.id,
@@ -133,7 +188,75 @@ class Round:
             expires_at=run.expires_at,
             tool_calls=run.tool_calls,
             detected_at=detected_at,
+            expiry=expiry,
+            metadata=run.metadata,
         )
+
+
+class Malformed(ValueError):
+    """A field of an API answer is missing or of the wrong type; the client says BadAnswer."""
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} is {_kind(value)}, not an object")
+    return value
+
+
+def _string(data: dict[str, Any], name: str, what: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise Malformed(f"{what}'s {name} is {_kind(value)}, not a string")
+    return value
+
+
+def _time(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Malformed(f"{name} is {_kind(value)}, not a number of seconds")
+    return float(value)
+
+
+def _metadata(value: object) -> Mapping[str, str]:
+    # Metadata is the application's, up to 16 short string pairs; keep only what has that shape.
+    if not isinstance(value, dict):
+        return {}
+    return MappingProxyType(
+        {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    )
+
+
+class CallOutcome(enum.StrEnum):
+    """What became of one tool call; the closed label set of ``toolworker_tool_calls_total``."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_TOOL = "unknown_tool"
+    NOT_RUN = "not_run"  # too little time left before the run expires to run the handler
+
+
+class SubmitOutcome(enum.StrEnum):
+    """What became of a round; the closed label set of ``toolworker_rounds_submitted_total``."""
+
+    OK = "ok"  # our outputs were applied
+    ALREADY_SUBMITTED = "already_submitted"  # someone else's were
+    CANCELLED = "cancelled"  # the run was cancelled before it took outputs
+    EXPIRED = "expired"  # the run expired before it took outputs
+    REJECTED = "rejected"  # the run still waits, but refused these outputs
+    FAILED = "failed"  # not delivered; the outputs are kept for another try
+
+    @property
+    def settled(self) -> bool:
+        """True when nobody should dispatch or submit this round again."""
+        return self is not SubmitOutcome.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +266,20 @@ class ToolOutput:
     tool_call_id: str
     output: str
     tool: str
-    outcome: str  # ok, error, timeout, invalid_arguments, unknown_tool
+    outcome: CallOutcome
     duration_s: float
 
     def to_json(self) -> dict[str, str]:
+        """The output as the API takes it."""
         return {"tool_call_id": self.tool_call_id, "output": self.output}
+
+    def to_record(self) -> dict[str, object]:
+        """Everything, for keeping the output until the run takes it (e.g. in Redis)."""
+        return {"tool_call_id": self.tool_call_id, "output": self.output, "tool": self.tool,
+                "outcome": self.outcome.value, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ToolOutput:
+        """The inverse of ``to_record``."""
+        return cls(str(data["tool_call_id"]), str(data["output"]), str(data["tool"]),
+                   CallOutcome(data["outcome"]), float(data["duration_s"]))

@@ -5,27 +5,52 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-from .errors import ApiError, AuthError, CoordinationError, NotFound
+from .budget import Lane
+from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
 from .models import Round, Run
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from .claims import ClaimStore
     from .client import ApiClient
+    from .clock import ApiClock
     from .config import WatchSettings
+    from .health import Health
     from .metrics import Metrics
 
-__all__ = ["Poller"]
+__all__ = ["Poller", "active_run"]
 
 log = structlog.get_logger("worker.poller")
+
+# Runs read per listing: a server that sorts by whole seconds may list a finished run before
+# the new one created in the same second, so one is not enough.
+LIST_RUNS_LIMIT = 5
+# Of the polls started while both announced and idle threads are due, announced ones get
+# this many out of four: first, but never all of the budget.
+ANNOUNCED_SHARE = 3
+DROPPED_LOG_INTERVAL_S = 10.0
+MAX_BACKOFF_S = 60.0
+
+
+def active_run(runs: Iterable[Run]) -> Run | None:
+    """The thread's active run among some of its runs, whatever order they were listed in.
+
+    A thread has one active run at a time; should a server show two, the newest wins, and
+    of two created in the same second the one that waits for us.
+    """
+    going = [run for run in runs if not run.status.is_terminal]
+    if not going:
+        return None
+    return max(going, key=lambda run: (run.created_at, run.wants_tool_outputs, run.id))
 
 
 @dataclass(slots=True)
@@ -36,64 +61,93 @@ class _Watch:
     run_id: str | None = None  # the non-terminal run being followed
     busy: bool = False  # a round of this thread is being dispatched: do not poll
     polled: bool = False
+    announced: bool = False  # announced and not seen yet
     due: float = 0.0  # the live heap entry; older entries of this thread are stale
+    failures: int = 0  # polls failed in a row: the thread backs off
     other_action_logged: str | None = None
+
+    @property
+    def lane(self) -> Lane:
+        if self.run_id is not None:
+            return Lane.ACTIVE
+        return Lane.ANNOUNCED if self.announced else Lane.IDLE
 
 
 class Poller:
     """Polls watched threads on one timeline and sends each new round down a stream.
 
-    There is no task or timer per thread: heaps of next-poll times drive a single loop, and
-    polls run in a task group bounded by ``max_concurrent_polls``. Each poll pays for its
-    request from the client's budget before it starts, and threads with an active run (or
-    just announced) come from their own heap first, so a budget spent on thousands of idle
-    threads never delays a run that waits for its outputs.
+    There is no task or timer per thread: heaps of next-poll times drive a single loop. Each
+    lane (active runs, announced threads, idle threads) has its own heap and its own poll
+    slots, and its own place in the request budget, so thousands of announced or idle threads
+    never delay a run that waits for its outputs.
     """
 
     def __init__(
-        self, client: ApiClient, settings: WatchSettings, metrics: Metrics, claims: ClaimStore
+        self,
+        client: ApiClient,
+        settings: WatchSettings,
+        metrics: Metrics,
+        *,
+        health: Health,
+        clock: ApiClock,
     ) -> None:
+        """Raises ``ConfigError`` when more threads are configured than ``max_threads``."""
+        if len(settings.threads) > settings.max_threads:
+            raise ConfigError(
+                f"{len(settings.threads)} threads are configured, more than the limit",
+                key="watch.max_threads",
+            )
         self._client = client
         self._settings = settings
         self._metrics = metrics
-        self._claims = claims
+        self._health = health
+        self._clock = clock
         self._watches: dict[str, _Watch] = {}
         self._unsettled: set[str] = set()  # watches not yet polled, or with a run going on
-        self._urgent: list[tuple[float, int, str]] = []  # active runs, announced threads
-        self._relaxed: list[tuple[float, int, str]] = []  # threads without an active run
+        self._heaps: dict[Lane, list[tuple[float, int, str]]] = {
+            lane: [] for lane in (Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE)
+        }
+        self._picks = itertools.count()
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._sleeping_until = -math.inf
         self._stopped = anyio.Event()
         self._stopping = False
-        # Read by the daemon's readiness check.
-        self.auth_failures = 0
-        self.consecutive_failures = 0
-        # time.monotonic(), not the anyio clock: readiness is also read from a worker thread.
-        self.heartbeat = time.monotonic()
+        self._auth_refused = False
+        self._dropped: list[str] = []
+        self._dropped_logged_at = -math.inf
+        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
         for thread_id in settings.threads:
-            self.watch(thread_id, urgent=False)
+            self._add(thread_id, announced=False)
 
-    def watch(self, thread_id: str, run_id: str | None = None, *, urgent: bool = True) -> None:
-        """Follow a thread (and optionally a known run of it) from now on.
+    def watch(self, thread_id: str, run_id: str | None = None) -> None:
+        """Follow an announced thread (and optionally a known run of it) from now on.
 
-        An urgent watch (an announced run) is looked at before every idle thread.
+        Raises:
+            WatchLimitReached: ``max_threads`` threads are watched already.
         """
-        existing = self._watches.get(thread_id)
-        if existing is None:
-            self._watches[thread_id] = _Watch(thread_id)
-            self._unsettled.add(thread_id)
-            self._metrics.watched_threads.set(len(self._watches))
-        if run_id is not None and self._watches[thread_id].run_id is None:
-            self._set_run(self._watches[thread_id], run_id)
-            self._track(self._watches[thread_id])
-        self._schedule(thread_id, 0.0, urgent=urgent)
+        watch = self._watches.get(thread_id) or self._add(thread_id, announced=True)
+        watch.announced = watch.run_id is None
+        if run_id is not None and watch.run_id is None:
+            self._set_run(watch, run_id)
+            self._track(watch)
+        if not watch.busy:
+            self._schedule(watch, 0.0)
+
+    def _add(self, thread_id: str, *, announced: bool) -> _Watch:
+        if len(self._watches) >= self._settings.max_threads:
+            raise WatchLimitReached(self._settings.max_threads)
+        watch = self._watches[thread_id] = _Watch(thread_id, announced=announced)
+        self._unsettled.add(thread_id)
+        self._metrics.watched_threads.set(len(self._watches))
+        self._schedule(watch, 0.0)
+        return watch
 
     def round_finished(self, round_: Round, poll_after_s: float | None = None) -> None:
         """The round was submitted (or given up): look at its run again.
 
         ``poll_after_s`` is the API's hint from the submission's answer; without one the run
-        is looked at right away (a failed submission may need its round dispatched again).
+        is looked at right away.
         """
         watch = self._watches.get(round_.thread_id)
         if watch is not None:
@@ -101,7 +155,7 @@ class Poller:
             self._track(watch)
             delay_s = 0.0 if poll_after_s is None else min(
                 poll_after_s, self._settings.idle_poll_interval_s)
-            self._schedule(round_.thread_id, delay_s, urgent=True)
+            self._schedule(watch, delay_s)
 
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
@@ -114,6 +168,11 @@ class Poller:
         """Every thread was polled and none has an active run or a round in flight."""
         return not self._unsettled
 
+    @property
+    def watched(self) -> int:
+        """How many threads are watched."""
+        return len(self._watches)
+
     def _track(self, watch: _Watch) -> None:
         """Keep ``idle`` O(1): track which watches still have something going on."""
         if watch.polled and watch.run_id is None and not watch.busy:
@@ -123,26 +182,27 @@ class Poller:
 
     async def run(self, send: MemoryObjectSendStream[Round], *, until_idle: bool = False) -> None:
         """Poll until stopped (or, with ``until_idle``, until there is nothing left to do)."""
-        # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the poll task.
-        slots = anyio.Semaphore(self._settings.max_concurrent_polls)
+        # Semaphores, not CapacityLimiters: a slot is taken here and given back by the poll task.
+        per_lane = self._settings.max_concurrent_polls
+        slots = {lane: anyio.Semaphore(per_lane) for lane in self._heaps}
         async with send, anyio.create_task_group() as tg:
             if self._settings.discover:
                 await self._discover_once()  # so that an until_idle run sees the threads
                 tg.start_soon(self._discover_forever)
             while not self._stopping:
-                self.heartbeat = time.monotonic()
+                self._health.heartbeat()
+                self._log_dropped()
                 if until_idle and self.idle:
-                    # Polls still in flight only look again at threads already seen idle;
-                    # with a request budget one is nearly always waiting, so do not wait for it.
+                    # Polls still in flight only look again at threads already seen idle.
                     tg.cancel_scope.cancel()
                     break
-                watch = self._next_due()
+                watch = self._next_due({lane for lane, slot in slots.items() if slot.value})
                 if watch is None:
                     await self._sleep_until_due()
                     continue
-                await self._client.budget.acquire()  # the poll's one request, paid up front
-                await slots.acquire()
-                tg.start_soon(self._poll_and_release, watch, send, slots)
+                lane = watch.lane
+                await slots[lane].acquire()
+                tg.start_soon(self._poll_and_release, watch, lane, send, slots[lane])
             self._stopped.set()  # ends the discovery task, also when the loop ended idle
 
     async def _discover_forever(self) -> None:
@@ -158,130 +218,150 @@ class Poller:
             await self.discover()
         except ApiError as exc:
             log.warning("listing threads failed", error=str(exc))
+        except WatchLimitReached as exc:
+            log.warning("not following every listed thread", error=str(exc))
 
     async def discover(self) -> int:
-        """Watch every thread the backend lists; returns how many were new."""
+        """Watch every thread the backend lists; returns how many were new.
+
+        Raises:
+            WatchLimitReached: the listing holds more threads than ``max_threads``.
+        """
         new, after = 0, None
         while True:
             thread_ids, after = await self._client.list_threads(after=after)
             for thread_id in thread_ids:
                 if thread_id not in self._watches:
                     new += 1
-                    self.watch(thread_id, urgent=False)
+                    self._add(thread_id, announced=False)
             if after is None:
                 break
         if new:
             log.info("discovered threads", new=new, watched=len(self._watches))
         return new
 
-    def _next_due(self) -> _Watch | None:
-        """The most urgent watch whose time has come; stale heap entries are dropped."""
+    def _next_due(self, open_lanes: set[Lane]) -> _Watch | None:
+        """The most urgent watch whose time has come, from a lane with a free slot."""
         now = anyio.current_time()
-        for heap in (self._urgent, self._relaxed):
+        lanes = [Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE]
+        if next(self._picks) % 4 >= ANNOUNCED_SHARE:
+            lanes = [Lane.ACTIVE, Lane.IDLE, Lane.ANNOUNCED]
+        for lane in lanes:
+            if lane not in open_lanes:
+                continue
+            heap = self._heaps[lane]
             while heap and heap[0][0] <= now:
                 due, _, thread_id = heapq.heappop(heap)
                 watch = self._watches.get(thread_id)
-                if watch is None or watch.busy or watch.due != due:
-                    continue
+                if watch is None or watch.busy or watch.due != due or watch.lane is not lane:
+                    continue  # stale: the thread was rescheduled, or changed lanes
                 self._metrics.poll_lag.observe(now - due)
                 return watch
         return None
 
     async def _sleep_until_due(self) -> None:
-        heads = [heap[0][0] for heap in (self._urgent, self._relaxed) if heap]
+        heads = [heap[0][0] for heap in self._heaps.values() if heap]
         now = anyio.current_time()
-        self._sleeping_until = min(heads) if heads else now + 1.0
+        # Wake at least once a second: the heartbeat, and slots that free up, need it.
+        self._sleeping_until = min([*heads, now + 1.0])
         with anyio.move_on_after(max(self._sleeping_until - now, 0.0)):
             await self._wake.wait()
         self._sleeping_until = -math.inf  # awake: nothing scheduled needs to wake it
         self._wake = anyio.Event()
 
-    def _schedule(self, thread_id: str, delay_s: float, *, urgent: bool) -> None:
+    def _schedule(self, watch: _Watch, delay_s: float) -> None:
         due = anyio.current_time() + delay_s
-        self._watches[thread_id].due = due
-        heap = self._urgent if urgent else self._relaxed
-        heapq.heappush(heap, (due, next(self._seq), thread_id))
+        watch.due = due
+        heapq.heappush(self._heaps[watch.lane], (due, next(self._seq), watch.thread_id))
         if due < self._sleeping_until:  # the loop sleeps past this: wake it to re-plan
             self._wake.set()
 
     async def _poll_and_release(
-        self, watch: _Watch, send: MemoryObjectSendStream[Round], slots: anyio.Semaphore
+        self, watch: _Watch, lane: Lane, send: MemoryObjectSendStream[Round],
+        slot: anyio.Semaphore,
     ) -> None:
         try:
-            delay_s = await self._poll(watch, send)
+            delay_s = await self._poll(watch, lane, send)
         finally:
             if watch.thread_id in self._watches:
                 self._track(watch)
-            slots.release()
-            self._wake.set()  # let an until_idle loop re-check
-        if delay_s is not None:
-            self._schedule(watch.thread_id, delay_s, urgent=watch.run_id is not None)
+            slot.release()
+            self._wake.set()  # a slot is free, and an until_idle loop may re-check
+        if delay_s is not None and watch.thread_id in self._watches:
+            self._schedule(watch, delay_s)
 
-    async def _poll(self, watch: _Watch, send: MemoryObjectSendStream[Round]) -> float | None:
+    async def _poll(self, watch: _Watch, lane: Lane, send: MemoryObjectSendStream[Round]) -> float | None:
         """Look at the thread once; returns when to look again (None: a round took it)."""
         with structlog.contextvars.bound_contextvars(thread_id=watch.thread_id):
             self._metrics.poll_cycles.inc()
             try:
-                run = await self._current_run(watch)
+                run = await self._current_run(watch, lane)
             except NotFound:
-                return await self._lost(watch)
-            except AuthError as exc:
-                self.auth_failures += 1
-                self.consecutive_failures += 1
-                log.error("the API refused the key", error=str(exc))
-                return self._settings.idle_poll_interval_s
+                return self._lost(watch)
             except ApiError as exc:
-                self.consecutive_failures += 1
-                log.warning("polling the thread failed", error=str(exc))
-                return self._settings.idle_poll_interval_s
-            self.auth_failures = self.consecutive_failures = 0
-            watch.polled = True
-            try:
-                return await self._follow(watch, run, send)
-            except CoordinationError as exc:
-                log.warning("could not claim the round; trying again", error=str(exc))
-                return self._settings.active_poll_interval_s
+                return self._failed(watch, exc)
+            if watch.failures or self._auth_refused:
+                log.info("the thread answers again", failed_polls=watch.failures)
+            watch.failures, self._auth_refused = 0, False
+            watch.polled, watch.announced = True, False
+            return await self._follow(watch, run, send)
 
-    async def _current_run(self, watch: _Watch) -> Run | None:
+    async def _current_run(self, watch: _Watch, lane: Lane) -> Run | None:
+        # One request, no retries in place: a failure is retried by the schedule, so a hung
+        # API holds a poll slot for at most poll_timeout_s.
+        timeout_s = self._settings.poll_timeout_s
         if watch.run_id is not None:
-            return await self._client.retrieve_run(watch.thread_id, watch.run_id, prepaid=True)
-        runs = await self._client.list_runs(watch.thread_id, limit=1, prepaid=True)
-        return runs[0] if runs else None
+            return await self._client.retrieve_run(
+                watch.thread_id, watch.run_id, lane=lane, retries=0, timeout_s=timeout_s
+            )
+        runs = await self._client.list_runs(
+            watch.thread_id, limit=LIST_RUNS_LIMIT, lane=lane, retries=0, timeout_s=timeout_s
+        )
+        return active_run(runs)
+
+    def _failed(self, watch: _Watch, exc: ApiError) -> float:
+        """Count the failure and back the thread off: capped exponential, with jitter."""
+        watch.failures += 1
+        if isinstance(exc, AuthError):
+            if not self._auth_refused:  # once per outage, not once per thread
+                self._auth_refused = True
+                log.error("the API refused the key", error=str(exc))
+        elif watch.failures == 1:  # once per streak; the metric counts every one
+            log.warning("polling the thread failed; backing off", error=str(exc))
+        base_s = self._settings.active_poll_interval_s
+        cap_s = max(self._settings.idle_poll_interval_s, min(MAX_BACKOFF_S, base_s * 64))
+        backoff_s: float = min(cap_s, base_s * 2.0 ** min(watch.failures, 16))
+        return backoff_s * self._random.uniform(0.5, 1.0)
 
     async def _follow(
         self, watch: _Watch, run: Run | None, send: MemoryObjectSendStream[Round]
     ) -> float | None:
         if run is None or run.status.is_terminal:
-            if watch.run_id is not None:
-                # The run ended: the thread is idle until a new run shows up (or is announced).
-                await self._claims.forget_run(watch.run_id)
-                self._set_run(watch, None)
+            # The run ended (if one was followed): the thread is idle until a new run shows up.
+            self._set_run(watch, None)
             return self._settings.idle_poll_interval_s
         self._set_run(watch, run.id)
         if run.wants_tool_outputs and not self._stopping:
-            round_ = Round.from_run(run, detected_at=anyio.current_time())
-            if await self._claims.try_claim(round_):
-                watch.busy = True
-                self._track(watch)  # busy before the round leaves: an idle check must see it
-                log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
-                await send.send(round_)
-                return None
-            return self._settings.active_poll_interval_s  # a stale read of a round in hand
-        elif (
-            run.required_action_type not in (None, "submit_tool_outputs")
-            and watch.other_action_logged != run.id
-        ):
-            watch.other_action_logged = run.id
-            self._metrics.runs_skipped.labels("unsupported_action").inc()
-            log.info(
-                "run waits for an action this worker does not take; leaving it alone",
-                run_id=run.id,
-                action=run.required_action_type,
-            )
+            watch.busy = True
+            self._track(watch)  # busy before the round leaves: an idle check must see it
+            log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
+            await send.send(Round.from_run(run, anyio.current_time(), api_now=self._clock.now()))
+            return None
+        if run.required_action_type not in (None, "submit_tool_outputs"):
+            return self._other_action(watch, run)
         if run.poll_after_ms is not None:
             # The API says when the run will next change: look then, and not before.
             return min(run.poll_after_ms / 1000, self._settings.idle_poll_interval_s)
         return self._settings.active_poll_interval_s
+
+    def _other_action(self, watch: _Watch, run: Run) -> float:
+        """A run that waits for something else (a tool approval): leave it, look rarely."""
+        if watch.other_action_logged != run.id:
+            watch.other_action_logged = run.id
+            self._metrics.runs_skipped.labels("unsupported_action").inc()
+            log.info("run waits for an action this worker does not take; leaving it alone",
+                     run_id=run.id, action=run.required_action_type)
+        return self._settings.idle_poll_interval_s
 
     def _set_run(self, watch: _Watch, run_id: str | None) -> None:
         delta = (run_id is not None) - (watch.run_id is not None)
@@ -289,14 +369,25 @@ class Poller:
         if delta:
             self._metrics.active_runs.inc(delta)
 
-    async def _lost(self, watch: _Watch) -> float | None:
+    def _lost(self, watch: _Watch) -> float | None:
         if watch.run_id is not None:
             log.warning("the followed run is gone; looking for the thread's newest run")
-            await self._claims.forget_run(watch.run_id)
             self._set_run(watch, None)
             return 0.0
-        log.error("thread not found; no longer watching it")
+        # Not found: one summary line per interval, not one per id (a flood of bogus
+        # announcements would otherwise flood the log too).
+        self._dropped.append(watch.thread_id)
         del self._watches[watch.thread_id]
         self._unsettled.discard(watch.thread_id)
         self._metrics.watched_threads.set(len(self._watches))
+        self._metrics.threads_dropped.inc()
         return None
+
+    def _log_dropped(self) -> None:
+        now = anyio.current_time()
+        if not self._dropped or now - self._dropped_logged_at < DROPPED_LOG_INTERVAL_S:
+            return
+        log.warning("threads not found; no longer watching them", threads=len(self._dropped),
+                    examples=self._dropped[:3])
+        self._dropped.clear()
+        self._dropped_logged_at = now

@@ -36,6 +36,7 @@ class Server:
         metrics: Metrics,
         readiness: Readiness,
         *,
+        liveness: Readiness | None = None,
         watch: Watch | None = None,
     ) -> None:
         self._host = settings.host
@@ -43,6 +44,7 @@ class Server:
         self._token = settings.watch_token
         self._metrics = metrics
         self._readiness = readiness
+        self._liveness = liveness
         self._watch = watch
         self.port: int | None = None
 
@@ -74,7 +76,9 @@ class Server:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        alive, reasons = self._liveness() if self._liveness is not None else (True, {})
+        body = {"status": "alive" if alive else "stuck", **reasons}
+        return web.json_response(body, status=200 if alive else 503)
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready, reasons = self._readiness()

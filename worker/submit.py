@@ -1,22 +1,37 @@
-"""Submitter: one submit_tool_outputs request per Round, its outcome counted and logged."""
+"""Submitter: a round's outputs in one submit_tool_outputs request, sent until the run takes them.
+
+Outputs, once computed, are never thrown away while the run may still take them: a failed
+submission is retried with backoff until the run expires (or ``submit_window_s`` when it has
+no expiry), and every refusal is classified by reading the run back.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-from .errors import ApiError, RunNotActionable
-from .models import RunStatus
+from .budget import RetryPolicy
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiStatusError,
+    ApiTimeout,
+    BadAnswer,
+    NotFound,
+    RunNotActionable,
+)
+from .models import RunStatus, SubmitOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from .client import ApiClient
     from .metrics import Metrics
-    from .models import Round, ToolOutput
+    from .models import Round, Run, ToolOutput
 
 __all__ = ["SubmitResult", "Submitter", "expiry_deadline"]
 
@@ -29,88 +44,132 @@ EXPIRY_GUARD_S = 0.5
 
 def expiry_deadline(round_: Round) -> float | None:
     """The anyio-clock time after which the run refuses outputs, or None when unknown."""
-    expiry = round_.expiry()
-    return None if expiry is None else expiry - EXPIRY_GUARD_S
+    return None if round_.expiry is None else round_.expiry - EXPIRY_GUARD_S
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """What became of a round's submission, and when the API says to look at the run again."""
 
-    outcome: str  # one of metrics.SUBMIT_OUTCOMES
+    outcome: SubmitOutcome
     poll_after_s: float | None = None
 
 
 class Submitter:
-    """Sends a round's outputs in one request and settles what a 400 meant."""
+    """Sends a round's outputs in one request, again until the run takes or refuses them."""
 
-    def __init__(self, client: ApiClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        metrics: Metrics,
+        *,
+        window_s: float = 600.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """``window_s``: how long to keep trying when the run has no ``expires_at``."""
         self._client = client
         self._metrics = metrics
+        self._window_s = window_s
+        self._retry = retry or RetryPolicy(max_retries=0, base_s=0.5, cap_s=15.0)
 
     async def submit(self, round_: Round, outputs: Sequence[ToolOutput]) -> SubmitResult:
         """Submit every output in one request, and count and log what came of it."""
-        deadline = expiry_deadline(round_)
-        if deadline is not None and anyio.current_time() >= deadline:
-            result = SubmitResult("expired")
-        else:
-            result = await self._send(round_, outputs, deadline)
+        result = await self._deliver(round_, outputs)
         outcome = result.outcome
-        self._metrics.rounds.labels(outcome).inc()
+        self._metrics.rounds.labels(outcome.value).inc()
         latency_s = anyio.current_time() - round_.detected_at
         self._metrics.round_latency.observe(latency_s)
-        event = "round submitted" if outcome == "ok" else "round not submitted"
-        (log.info if outcome in ("ok", "already_submitted") else log.warning)(
-            event,
-            outcome=outcome,
+        settled = outcome in (SubmitOutcome.OK, SubmitOutcome.ALREADY_SUBMITTED,
+                              SubmitOutcome.CANCELLED)
+        (log.info if settled else log.warning)(
+            "round submitted" if outcome is SubmitOutcome.OK else "round not submitted",
+            outcome=outcome.value,
             tool_calls=len(outputs),
             latency_s=round(latency_s, 4),
-            outcomes=_count(o.outcome for o in outputs),
-            tools=_count(o.tool for o in outputs),
+            outcomes=dict(Counter(o.outcome.value for o in outputs)),
+            tools=dict(Counter(o.tool for o in outputs)),
         )
         return result
 
-    async def _send(
-        self, round_: Round, outputs: Sequence[ToolOutput], deadline: float | None
-    ) -> SubmitResult:
-        try:
-            run = await self._client.submit_tool_outputs(
-                round_.thread_id, round_.run_id, outputs, deadline=deadline
-            )
-        except RunNotActionable as exc:
-            return SubmitResult(await self._settle(round_, exc))
-        except ApiError as exc:
-            log.warning("submitting the round failed", error=str(exc))
-            return SubmitResult("failed")
-        # The answer is the run, now queued; its hint says when the model's next turn is due.
-        hint_ms = run.poll_after_ms
-        return SubmitResult("ok", None if hint_ms is None else hint_ms / 1000)
+    def record_abandoned(self, round_: Round, outcome: SubmitOutcome) -> None:
+        """Count a round whose run stopped waiting before its outputs were ready."""
+        self._metrics.rounds.labels(outcome.value).inc()
+        log.info("round not submitted: the run stopped waiting", outcome=outcome.value,
+                 tool_calls=len(round_.tool_calls))
 
-    async def _settle(self, round_: Round, exc: RunNotActionable) -> str:
-        # The run tells what the 400 meant: it moved on (someone's outputs were applied),
-        # it ended, or it still waits and refused ours.
+    async def _deliver(self, round_: Round, outputs: Sequence[ToolOutput]) -> SubmitResult:
+        deadline = expiry_deadline(round_)
+        if deadline is None:
+            deadline = anyio.current_time() + self._window_s
+        maybe_applied = False  # an attempt whose answer we never read may have been applied
+        attempt = 0
+        while anyio.current_time() < deadline:
+            try:
+                run = await self._client.submit_tool_outputs(
+                    round_.thread_id, round_.run_id, outputs, deadline=deadline
+                )
+            except (RunNotActionable, NotFound) as exc:
+                # OpenAI refuses a run that moved on with 400, other servers with 404; the run
+                # itself says which it was.
+                maybe_applied = maybe_applied or (isinstance(exc, RunNotActionable) and (
+                    exc.after_lost_answer))
+                outcome = await self._read_back(round_, maybe_applied, refused=exc)
+            except ApiError as exc:
+                maybe_applied = maybe_applied or _may_have_applied(exc)
+                if attempt == 0 or isinstance(exc, BadAnswer):
+                    log.warning("submitting the round failed; keeping the outputs",
+                                error=str(exc), attempt=attempt + 1)
+                outcome = await self._read_back(round_, maybe_applied)
+            else:
+                hint_ms = run.poll_after_ms
+                return SubmitResult(SubmitOutcome.OK, None if hint_ms is None else hint_ms / 1000)
+            if outcome is not None:
+                return SubmitResult(outcome)
+            await anyio.sleep(min(self._retry.delay_s(attempt),
+                                  max(deadline - anyio.current_time(), 0.0)))
+            attempt += 1
+        return SubmitResult(SubmitOutcome.EXPIRED if round_.expiry is not None
+                            else SubmitOutcome.FAILED)
+
+    async def _read_back(
+        self, round_: Round, maybe_applied: bool, *, refused: ApiError | None = None
+    ) -> SubmitOutcome | None:
+        """What a failed or refused submission meant; None: the run still waits, try again."""
         try:
             run = await self._client.retrieve_run(round_.thread_id, round_.run_id)
-        except ApiError:
-            log.warning("submission refused", error=exc.api_message)
-            return "rejected"
-        if run.status is RunStatus.EXPIRED:
-            return "expired"
-        if run.wants_tool_outputs and {c.id for c in run.tool_calls} == round_.key[1]:
-            log.warning("submission refused while the run still waits", error=exc.api_message)
-            return "rejected"
-        if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING, RunStatus.FAILED):
-            log.info("run ended before the outputs arrived", status=run.status.value)
-            return "rejected"
-        if exc.after_lost_answer:
-            log.info("the answer to our submission was lost, but the run took the outputs")
-            return "ok"
-        log.info("another worker submitted this round first")
-        return "already_submitted"
+        except NotFound:
+            log.warning("the run is gone; its outputs cannot be delivered")
+            return SubmitOutcome.REJECTED
+        except ApiError as exc:
+            log.debug("could not read the run back", error=str(exc))
+            return None  # the API is down: keep the outputs and try again
+        outcome = _classify(run, round_, maybe_applied)
+        if outcome is None and refused is not None:
+            log.warning("submission refused while the run still waits", error=str(refused))
+            return SubmitOutcome.REJECTED
+        return outcome
 
 
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
+def _classify(run: Run, round_: Round, maybe_applied: bool) -> SubmitOutcome | None:
+    if run.status is RunStatus.EXPIRED:
+        return SubmitOutcome.EXPIRED
+    if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
+        log.info("the run was cancelled before it took the outputs")
+        return SubmitOutcome.CANCELLED
+    if run.wants_tool_outputs and run.call_ids == round_.call_ids:
+        return None
+    if maybe_applied:
+        log.info("the answer to our submission was lost, but the run took the outputs")
+        return SubmitOutcome.OK
+    log.info("another worker submitted this round first", status=run.status.value)
+    return SubmitOutcome.ALREADY_SUBMITTED
+
+
+def _may_have_applied(exc: ApiError) -> bool:
+    # Only a request that reached the API and whose answer we did not read can have been
+    # applied: a dropped connection, a timeout, a 5xx from a gateway, a garbled answer.
+    if isinstance(exc, ApiConnectionError):
+        return not exc.lasting
+    if isinstance(exc, ApiStatusError):
+        return exc.status >= 500
+    return isinstance(exc, ApiTimeout | BadAnswer)

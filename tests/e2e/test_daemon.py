@@ -97,14 +97,16 @@ async def test_new_runs_on_a_watched_thread_are_followed(sim: Simulator) -> None
     assert sim.accepted_submissions(second)[0].tool_outputs[0][1] == "11"
 
 
-async def test_a_round_whose_submission_failed_is_taken_again() -> None:
-    """With retries exhausted, the round is given back, answered again and submitted once."""
+async def test_a_failed_submission_is_sent_again_without_running_the_handlers() -> None:
+    """With retries exhausted, the kept outputs are submitted again; the handlers run once."""
     async with Simulator(api_key=SIM_KEY, faults=first_submit_fault(FaultRule(p_5xx=0.5), "5xx")) as sim:
         threads, runs = start_runs(sim, [[calls(("add", {"a": 1}))]])
         worker = await run_worker(sim, threads, api={"max_retries": 0})
         assert_each_round_submitted_once(sim, runs, [1])
-    assert worker.metrics.registry.get_sample_value(
-        "toolworker_rounds_submitted_total", {"outcome": "failed"}) == 1
+    sample = worker.metrics.registry.get_sample_value
+    assert sample("toolworker_tool_calls_total", {"tool": "add", "outcome": "ok"}) == 1
+    assert sample("toolworker_rounds_submitted_total", {"outcome": "ok"}) == 1
+    assert sample("toolworker_rounds_submitted_total", {"outcome": "failed"}) is None
 
 
 async def test_until_idle_ends_even_when_the_budget_keeps_a_poll_waiting(sim: Simulator) -> None:

@@ -119,20 +119,22 @@ async def test_health_and_readiness(sim: Simulator) -> None:
 async def test_not_ready_while_the_api_refuses_the_key() -> None:
     """A key refused after start (revoked) makes /readyz answer 503 and say why."""
 
-    async def assistants(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [], "has_more": False})
+    answered: list[int] = []
 
     async def runs(request: web.Request) -> web.Response:
+        if not answered:  # the check at start passes; the key is revoked after it
+            answered.append(1)
+            return web.json_response({"object": "list", "data": [], "has_more": False})
         return web.json_response({"error": {"message": "Incorrect API key provided"}}, status=401)
 
     app = web.Application()
-    app.router.add_get("/v1/assistants", assistants)
     app.router.add_get("/v1/threads/{thread_id}/runs", runs)
     async with ServedApp(app) as api, aiohttp.ClientSession() as session:
         worker = worker_for(f"{api.url}/v1", ["thread_a"], idle_poll_interval_s=0.01)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            await wait_for(lambda: worker.poller is not None and worker.poller.auth_failures >= 3,
+            await wait_for(lambda: (worker.metrics.registry.get_sample_value(
+                "toolworker_api_errors_total", {"endpoint": "list_runs", "kind": "auth"}) or 0) >= 3,
                            what="three refused polls")
             status, body = await get(session, worker, "/readyz")
             _, text = await get(session, worker, "/metrics")

@@ -1,0 +1,126 @@
+"""The request budget and the retry policy: how often the worker may ask the API, and again."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import random
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .errors import ApiConnectionError, ApiStatusError, ApiTimeout, RateLimited
+
+if TYPE_CHECKING:
+    from .errors import ApiError
+
+__all__ = ["RETRYABLE_STATUSES", "Lane", "RequestBudget", "RetryPolicy"]
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; ``Retry-After`` wins when the API sends it."""
+
+    def __init__(
+        self, max_retries: int, *, base_s: float = 0.25, cap_s: float = 8.0, seed: int | None = None
+    ) -> None:
+        self.max_retries = max_retries
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._random = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+
+    def delay_s(self, attempt: int, error: ApiError | None = None) -> float:
+        """How long to wait before try ``attempt + 1``; ``error`` is what the last one met."""
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            return min(error.retry_after_s, 60.0)
+        return self._random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+
+    @staticmethod
+    def is_retryable(error: ApiError) -> bool:
+        """Whether the same request may succeed if sent again."""
+        if isinstance(error, ApiStatusError):
+            return error.status in RETRYABLE_STATUSES
+        return isinstance(error, ApiConnectionError | ApiTimeout) and not error.lasting
+
+
+class Lane(enum.IntEnum):
+    """Who waits for the budget; a lower lane always goes first."""
+
+    SUBMIT = 0  # outputs computed and waiting: the most expensive thing to delay
+    ACTIVE = 1  # runs known to be going on
+    ANNOUNCED = 2  # threads announced but not seen yet: cheap to forge, so never first
+    IDLE = 3  # threads without a run, looked at for new ones
+
+
+class RequestBudget:
+    """At most ``per_s`` requests in any one-second window, handed out by lane.
+
+    A sliding log of send times: a token bucket would allow a burst of twice the rate across a
+    window boundary; the log does not. The window carries a small margin, since the API sees
+    our requests with jitter. When requests wait, the lowest lane goes first (then first come,
+    first served), so a flood of announced threads never delays a submission or an active run.
+    """
+
+    WINDOW_S = 1.05
+
+    def __init__(self, per_s: int) -> None:
+        self.per_s = per_s
+        self._sent: deque[float] = deque()
+        self._waiting: list[tuple[int, int, anyio.Event]] = []
+        self._seq = itertools.count()
+        self.waited_s = 0.0
+
+    async def acquire(self, lane: Lane = Lane.SUBMIT) -> None:
+        """Wait until one more request fits in the budget, then count it."""
+        if self.per_s <= 0:
+            return
+        if not self._waiting and self._room():
+            self._sent.append(anyio.current_time())
+            return
+        entry = (int(lane), next(self._seq), anyio.Event())
+        heapq.heappush(self._waiting, entry)
+        started = anyio.current_time()
+        try:
+            while True:
+                if self._waiting[0] is entry:
+                    # First in line: wait for room, unless someone more urgent arrives.
+                    delay_s = 0.0 if self._room() else (
+                        self._sent[0] + self.WINDOW_S - anyio.current_time())
+                    with anyio.move_on_after(max(delay_s, 0.0)):
+                        await entry[2].wait()
+                    entry = self._rearm(entry)
+                    if self._waiting[0] is entry and self._room():
+                        break
+                else:
+                    await entry[2].wait()
+                    entry = self._rearm(entry)
+        finally:
+            self._waiting.remove(entry)
+            heapq.heapify(self._waiting)
+            if self._waiting:
+                self._waiting[0][2].set()  # the next in line takes over the waiting
+        self._sent.append(anyio.current_time())
+        self.waited_s += anyio.current_time() - started
+
+    def _rearm(self, entry: tuple[int, int, anyio.Event]) -> tuple[int, int, anyio.Event]:
+        # anyio Events cannot be cleared: swap in a fresh one, keeping the place in line.
+        if not entry[2].is_set():
+            return entry
+        index = self._waiting.index(entry)
+        fresh = (entry[0], entry[1], anyio.Event())
+        self._waiting[index] = fresh
+        return fresh
+
+    def _room(self) -> bool:
+        now = anyio.current_time()
+        while self._sent and now - self._sent[0] >= self.WINDOW_S:
+            self._sent.popleft()
+        return len(self._sent) < self.per_s
+
+    def used(self) -> int:
+        """Requests sent in the current window."""
+        self._room()
+        return len(self._sent)

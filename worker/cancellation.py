@@ -1,0 +1,86 @@
+"""Cancellation: stop a round's handlers when its run stops waiting for them.
+
+A run can be cancelled, expire, or be answered by someone else while its handlers run. Left
+alone, the handlers would run to their timeout (a minute by default) for outputs nobody will
+take; so the run is looked at, at a slow pace, while they run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import structlog
+
+from .budget import Lane
+from .errors import ApiError, NotFound
+from .models import RunStatus, SubmitOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from .client import ApiClient
+    from .models import Round, Run
+
+__all__ = ["unless_run_moves_on"]
+
+log = structlog.get_logger("worker.cancellation")
+
+T = TypeVar("T")
+
+
+async def unless_run_moves_on(
+    work: Callable[[], Awaitable[T]],
+    client: ApiClient,
+    round_: Round,
+    *,
+    interval_s: float,
+    timeout_s: float = 10.0,
+) -> T | SubmitOutcome:
+    """``work()``'s result, or the outcome of the round if its run stopped waiting first.
+
+    The run is read every ``interval_s`` while ``work`` runs; a read that fails is ignored
+    (the work goes on), since only the run itself can say it moved on.
+    """
+    outcome: SubmitOutcome | None = None
+    result: list[T] = []
+
+    async def look() -> None:
+        nonlocal outcome
+        while outcome is None:
+            await anyio.sleep(interval_s)
+            try:
+                run = await client.retrieve_run(
+                    round_.thread_id, round_.run_id, lane=Lane.ACTIVE, retries=0,
+                    timeout_s=timeout_s,
+                )
+            except NotFound:
+                outcome = SubmitOutcome.REJECTED
+            except ApiError:
+                continue
+            else:
+                outcome = _moved_on(run, round_)
+        log.info("the run stopped waiting for this round; stopping its handlers",
+                 outcome=outcome.value)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(look)
+        result.append(await work())
+        tg.cancel_scope.cancel()
+    if result:
+        return result[0]
+    assert outcome is not None  # noqa: S101 - only look() cancels the work, after setting it
+    return outcome
+
+
+def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
+    if run.wants_tool_outputs and run.call_ids == round_.call_ids:
+        return None
+    if run.status is RunStatus.EXPIRED:
+        return SubmitOutcome.EXPIRED
+    if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
+        return SubmitOutcome.CANCELLED
+    if run.status in (RunStatus.FAILED, RunStatus.INCOMPLETE):
+        return SubmitOutcome.REJECTED  # it ended without these outputs
+    return SubmitOutcome.ALREADY_SUBMITTED  # it went on: someone else's outputs were taken
