@@ -14,6 +14,7 @@
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
     ├── InvalidId                an id from outside is not shaped like one the API issues
+    ├── WatchLimitReached        the worker already follows ``[watch] max_threads`` threads
     ├── ToolNotFound             the model called a tool that is not registered
     └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
 
@@ -42,6 +43,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolError",
     "ToolNotFound",
+    "WatchLimitReached",
     "WorkerError",
 ]
 
@@ -167,6 +169,17 @@ class InvalidId(WorkerError, ValueError):
         super().__init__(
             f"{what} {repr(value)[:60]} is not an id the API issues: use 1-{max_chars} letters, "
             "digits, '_', '-', '.' or ':', starting with a letter or digit (like 'thread_abc123')"
+        )
+
+
+class WatchLimitReached(WorkerError):
+    """A new thread to watch was refused: the worker already follows ``limit`` threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"already watching {limit} threads, the limit; raise [watch] max_threads "
+            "or add a replica"
         )
 
 
