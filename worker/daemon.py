@@ -1,4 +1,4 @@
-"""Worker: wires client, poller, dispatcher, submitter and server; SIGTERM drains."""
+"""Worker: wires client, poller, dispatcher, submitter and server; SIGTERM or SIGHUP drains."""
 
 from __future__ import annotations
 
@@ -79,8 +79,15 @@ class Worker:
         self.poller: Poller | None = None
         self.metrics.ready.set_function(self._ready_value)
 
+    @property
+    def abandoned_runs(self) -> list[str]:
+        """Runs whose rounds were given up unsubmitted (a second signal, the drain timeout)."""
+        return sorted({r.run_id for r in self._abandoned})
+
     async def run(self, *, until_idle: bool = False) -> None:
-        """Run until SIGTERM/SIGINT, or with ``until_idle`` until no watched run is active.
+        """Run until SIGTERM/SIGINT/SIGHUP, or with ``until_idle`` until no watched run is active.
+
+        Afterwards ``abandoned_runs`` names the runs a hurried shutdown left unsubmitted.
 
         Raises:
             AuthError: the API refused the key at start.
@@ -229,7 +236,9 @@ class Worker:
     async def _watch_signals(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # SIGHUP too: a closed terminal or a supervisor's reload would otherwise kill the
+        # worker outright, rounds and all; there is nothing to reload, so it drains.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
                 if self._draining:
