@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from worker.backends import AzureProfile, EntraTokenSource, OpenAIProfile, build_profile
+from worker.backends import AzureProfile, EntraTokenSource, OpenAIProfile, auth_hint, build_profile
 from worker.config import ApiSettings, Secret
 from worker.errors import ConfigError
 
@@ -44,13 +44,12 @@ async def test_openai_profile_sends_bearer_beta_and_optional_org_headers() -> No
 async def test_azure_profile_sends_api_version_and_api_key() -> None:
     """The Azure profile puts api-version on every request and the key in an api-key header."""
     api = ApiSettings(backend="azure", base_url="https://r.services.ai.azure.com/api/projects/p",
-                      api_version="2025-05-15-preview")
+                      api_version="2025-05-15-preview", azure_auth="api_key")
     profile = build_profile(api, Secret("k-1"))
     assert isinstance(profile, AzureProfile)
     assert profile.url("/threads") == "https://r.services.ai.azure.com/api/projects/p/threads"
     assert profile.query() == {"api-version": "2025-05-15-preview"}
     assert await profile.headers() == {"api-key": "k-1"}
-    assert profile.lists_threads
 
 
 async def test_entra_tokens_are_cached_until_close_to_expiry() -> None:
@@ -69,7 +68,16 @@ def test_missing_keys_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         build_profile(ApiSettings(), None)
     with pytest.raises(ConfigError, match="AZURE_AI_API_KEY"):
-        build_profile(ApiSettings(backend="azure"), None)
+        build_profile(ApiSettings(backend="azure", azure_auth="api_key"), None)
+
+
+def test_entra_is_the_azure_default_and_a_refused_key_points_at_it() -> None:
+    """backend = "azure" authenticates with Entra ID unless told otherwise; a refused key says so."""
+    assert ApiSettings(backend="azure").azure_auth == "entra"
+    hint = auth_hint(ApiSettings(backend="azure", azure_auth="api_key"))
+    assert "usually wants Microsoft Entra ID" in hint
+    assert "Azure AI User" in auth_hint(ApiSettings(backend="azure"))
+    assert "OPENAI_API_KEY" in auth_hint(ApiSettings())
 
 
 def azure_identity_installed() -> bool:
@@ -81,6 +89,8 @@ def azure_identity_installed() -> bool:
 
 @pytest.mark.skipif(azure_identity_installed(), reason="azure-identity is installed here")
 def test_entra_without_azure_identity_says_how_to_install_it() -> None:
-    """Asking for Entra ID auth without the [azure] extra names the extra."""
-    with pytest.raises(ConfigError, match=r"pip install 'tool-worker\[azure\]'"):
-        build_profile(ApiSettings(backend="azure", azure_auth="entra"), None)
+    """Entra ID auth (the azure default) without the [azure] extra names the extra, in one line."""
+    with pytest.raises(ConfigError, match=r"pip install 'tool-worker\[azure\]'") as caught:
+        build_profile(ApiSettings(backend="azure"), None)
+    assert "\n" not in str(caught.value)
+    assert 'azure_auth = "api_key"' in str(caught.value)

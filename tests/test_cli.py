@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,43 @@ def test_check_config_reports_what_it_found(
     assert "configuration OK" in out
     assert "2 thread(s)" in out
     assert "sk-secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("api", "env", "source"),
+    [
+        ('backend = "azure"\nazure_auth = "api_key"', "AZURE_AI_API_KEY", "key from AZURE_AI_API_KEY"),
+        ('backend = "azure"\nazure_auth = "api_key"', "OPENAI_API_KEY", "key from OPENAI_API_KEY"),
+        ('backend = "openai"', "OPENAI_API_KEY", "key from OPENAI_API_KEY"),
+    ],
+)
+def test_check_config_names_the_variable_the_key_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    api: str, env: str, source: str,
+) -> None:
+    """`check-config` says which variable gave the key, for the backend configured."""
+    monkeypatch.setenv(env, "k-0123456789")
+    config = tmp_path / "w.toml"
+    config.write_text(f"[api]\n{api}\n")
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert source in capsys.readouterr().out
+
+
+def test_check_config_for_azure_entra_names_the_missing_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """backend = "azure" uses Entra ID by default; without azure-identity that is one clear line."""
+    config = tmp_path / "w.toml"
+    config.write_text('[api]\nbackend = "azure"\n')
+    code = main(["check-config", "--config", str(config)])
+    out, err = capsys.readouterr()
+    if importlib.util.find_spec("azure") and importlib.util.find_spec("azure.identity"):
+        assert code == 0
+        assert "credentials from Microsoft Entra ID" in out
+    else:
+        assert code == 2
+        assert "pip install 'tool-worker[azure]'" in err
+        assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

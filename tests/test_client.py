@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import ServedApp
-from worker.backends import OpenAIProfile
+from worker.backends import build_profile
 from worker.budget import RequestBudget, RetryPolicy
 from worker.client import ApiClient
 from worker.config import ApiSettings, Secret
@@ -45,7 +45,7 @@ def run_json(status: str = "requires_action", **extra: Any) -> dict[str, Any]:
 
 def make_client(url: str, *, retries: int = 3, timeout_s: float = 5.0) -> ApiClient:
     settings = ApiSettings(base_url=f"{url}/v1", request_timeout_s=timeout_s, max_retries=retries)
-    profile = OpenAIProfile.from_settings(settings, Secret(KEY))
+    profile = build_profile(settings, Secret(KEY))
     return ApiClient(profile, settings, Metrics(), retry=RetryPolicy(retries, base_s=0.001))
 
 

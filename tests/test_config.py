@@ -108,6 +108,65 @@ def test_malformed_env_override_is_reported() -> None:
         load_config(environ={**KEY, "TOOL_WORKER__PORT": "1"})
 
 
+@pytest.mark.parametrize(("index", "bad"), [(1, "../../../assistants"), (0, "a?b"), (1, "a&b")])
+def test_watched_threads_are_checked_at_load(tmp_path: Path, index: int, bad: str) -> None:
+    """A [watch] threads entry no API would issue is a ConfigError naming the entry and value."""
+    threads = ["thread_ok", bad] if index else [bad, "thread_ok"]
+    path = write(tmp_path, f"[watch]\nthreads = {threads!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=rf"watch\.threads\[{index}\]: thread id") as info:
+        load_config(path, environ=KEY)
+    assert repr(bad) in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["[api]\napi_key = 'sk-inline-123456'\n",
+                                  "api_key = 'sk-inline-123456'\n"])
+def test_an_inline_key_says_where_keys_go(tmp_path: Path, text: str) -> None:
+    """A key in the file is not an "unknown key": the error names the variables and the file key."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=KEY)
+    message = str(info.value)
+    assert "never read from the configuration" in message
+    for where in ("OPENAI_API_KEY", "AZURE_AI_API_KEY", "api_key_file"):
+        assert where in message
+    assert "sk-inline" not in message
+
+
+def test_an_inline_watch_token_says_where_it_goes(tmp_path: Path) -> None:
+    """[server] watch_token in the file points at the environment variable or a token file."""
+    path = write(tmp_path, "[server]\nwatch_token = 'tok-inline-123456'\n")
+    with pytest.raises(ConfigError, match=r"server\.watch_token: .*TOOL_WORKER__SERVER__WATCH_TOKEN"
+                       r".*watch_token_file") as info:
+        load_config(path, environ=KEY)
+    assert "tok-inline" not in str(info.value)
+
+
+def test_the_watch_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    """The token is read verbatim from the environment (digits stay a string) or from a file."""
+    from_env = load_config(environ={**KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "0123456789"})
+    assert from_env.server.watch_token is not None
+    assert from_env.server.watch_token.get() == "0123456789"
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-from-file\n")
+    path = write(tmp_path, f"[server]\nwatch_token_file = '{token_file}'\n")
+    from_file = load_config(path, environ=KEY)
+    assert from_file.server.watch_token is not None
+    assert from_file.server.watch_token.get() == "tok-from-file"
+    assert "tok-from-file" not in repr(from_file)
+    assert from_file.model_dump()["server"]["watch_token"] == "***"
+
+
+def test_secret_values_lists_what_logs_must_hide() -> None:
+    """The key, the watch token and Redis passwords are the literals handed to the logs."""
+    settings = load_config(environ={
+        **KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "tok-0123456789",
+        "TOOL_WORKER__COORDINATION__REDIS_URL": "redis://:redis-pass-1@db:6379/0",
+        "TOOL_WORKER__INTAKE__REDIS_URL": "redis://user:other-pass-2@db:6379/1",
+    })
+    assert settings.secret_values() == (
+        "other-pass-2", "redis-pass-1", "sk-test-1234567890", "tok-0123456789")
+
+
 def test_the_key_never_prints() -> None:
     """repr, str and the settings' repr hide the key."""
     settings = load_config(environ=KEY)
@@ -134,4 +193,7 @@ def test_the_example_documents_every_key() -> None:
             continue
         assert f"[{section}]" in text
         for key in field.annotation.model_fields:  # type: ignore[union-attr]
+            if (section, key) == ("server", "watch_token"):  # refused in a file, by design
+                assert "TOOL_WORKER__SERVER__WATCH_TOKEN" in text
+                continue
             assert key in parsed.get(section, {}) or f"# {key} = " in text, f"{section}.{key}"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import first_submit_fault
 from tests.e2e.conftest import calls
-from worker.backends import OpenAIProfile
+from worker.backends import build_profile
 from worker.budget import RetryPolicy
 from worker.client import ApiClient
 from worker.config import ApiSettings, Secret
@@ -30,7 +30,7 @@ async def client_for() -> AsyncIterator[object]:
 
     async def make(sim: Simulator) -> ApiClient:
         settings = ApiSettings(base_url=sim.base_url, max_retries=3)
-        client = ApiClient(OpenAIProfile.from_settings(settings, Secret(KEY)), settings, Metrics(),
+        client = ApiClient(build_profile(settings, Secret(KEY)), settings, Metrics(),
                            retry=RetryPolicy(3, base_s=0.001))
         clients.append(await client.__aenter__())
         return client

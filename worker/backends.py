@@ -9,8 +9,9 @@ Two flavours of the same threads/runs/submit_tool_outputs protocol:
   base URL is the project endpoint,
   ``https://<resource>.services.ai.azure.com/api/projects/<project>``; every request carries
   ``?api-version=`` (``v1`` is the stable version; the azure-ai-agents SDK defaults to
-  ``2025-05-15-preview``); authentication is an ``api-key`` header or a Microsoft Entra ID
-  bearer token. Agents are served at ``/assistants``, and threads can be listed.
+  ``2025-05-15-preview``); authentication is a Microsoft Entra ID bearer token (the default:
+  project endpoints take Entra ID) or, for gateways that take keys, an ``api-key`` header.
+  Agents are served at ``/assistants``, and threads can be listed.
 """
 
 from __future__ import annotations
@@ -32,15 +33,13 @@ __all__ = [
     "EntraTokenSource",
     "OpenAIProfile",
     "TokenCredential",
+    "auth_hint",
     "build_profile",
 ]
 
 
 class BackendProfile(Protocol):
     """How to address and authenticate to one flavour of the Assistants protocol."""
-
-    @property
-    def lists_threads(self) -> bool: ...
 
     def url(self, path: str) -> str: ...
 
@@ -59,11 +58,6 @@ class OpenAIProfile:
     api_key: Secret
     organization: str | None = None
     project: str | None = None
-    lists_threads: bool = False
-
-    @classmethod
-    def from_settings(cls, api: ApiSettings, api_key: Secret) -> OpenAIProfile:
-        return cls(api.base_url.rstrip("/"), api_key, api.organization, api.project)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -131,7 +125,6 @@ class AzureProfile:
     api_version: str
     api_key: Secret | None = None
     tokens: EntraTokenSource | None = None
-    lists_threads: bool = True
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -173,12 +166,26 @@ def build_profile(
     return AzureProfile(base_url, api.api_version, tokens=tokens)
 
 
+def auth_hint(api: ApiSettings) -> str:
+    """What to check when the service refuses our credentials, for the one-line error."""
+    if api.backend == "openai":
+        return "set OPENAI_API_KEY or [api] api_key_file to a key this server accepts"
+    if api.azure_auth == "api_key":
+        return ("this endpoint usually wants Microsoft Entra ID, not a key: remove "
+                "azure_auth = \"api_key\" (the default is \"entra\"), or check the key "
+                "your gateway takes")
+    return ("check that the identity DefaultAzureCredential found has the Azure AI User role "
+            "on the Foundry project, and that [api] token_scope is right")
+
+
 def _default_credential() -> TokenCredential:
     try:
         from azure.identity.aio import DefaultAzureCredential
     except ImportError:
         raise ConfigError(
-            "azure_auth = 'entra' needs azure-identity: pip install 'tool-worker[azure]'",
+            "azure_auth = \"entra\" (the default for backend = \"azure\") needs azure-identity: "
+            "pip install 'tool-worker[azure]'; for a gateway that takes keys set "
+            "azure_auth = \"api_key\"",
             key="api.azure_auth",
         ) from None
     credential: TokenCredential = DefaultAzureCredential()

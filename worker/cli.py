@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -15,9 +17,9 @@ import structlog
 
 from . import __version__
 from .assistants import sync_assistant
-from .backends import build_profile
+from .backends import auth_hint, build_profile
 from .client import ApiClient
-from .config import Settings, load_config
+from .config import Settings, api_key_source, load_config
 from .daemon import Worker
 from .errors import AuthError, ConfigError, NotFound, WorkerError
 from .logs import configure_logging
@@ -27,6 +29,13 @@ from .registry import Registry
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_AUTH = 0, 1, 2, 3
+# A shutdown that left rounds unsubmitted (second signal, or the drain timeout ran out):
+# EX_TEMPFAIL, "try again later". Nothing is lost, a restarted worker takes those rounds,
+# but supervisors and whoever reads the exit status see that the drain did not finish.
+EXIT_ABANDONED = 75
+# Idle anyio worker threads (the one /metrics was rendered in, say) are told to stop when the
+# event loop ends; this long is plenty for them to go. Busy ones are handlers that overran.
+_THREAD_EXIT_GRACE_S = 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tool-worker: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except AuthError as exc:
-        print(f"tool-worker: the API refused the key: {exc}", file=sys.stderr)
+        print(_auth_error_line(exc, getattr(args, "settings", None)), file=sys.stderr)
         return EXIT_AUTH
     except WorkerError as exc:
         print(f"tool-worker: {exc}", file=sys.stderr)
@@ -113,45 +122,80 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, *, require_api_key: bool) -> tuple[Settings, Registry]:
     settings = load_config(args.config, require_api_key=require_api_key)
+    args.settings = settings  # for main's one-line errors
     return settings, Registry.discover(settings.tools.modules)
+
+
+def _auth_error_line(exc: AuthError, settings: Settings | None) -> str:
+    entra = settings is not None and settings.api.backend == "azure" \
+        and settings.api.azure_auth == "entra"
+    what = "Entra ID token" if entra else "key"
+    hint = f"; {auth_hint(settings.api)}" if settings is not None else ""
+    return f"tool-worker: the API refused the {what}: {exc}{hint}"
 
 
 def _run(args: argparse.Namespace) -> int:
     settings, registry = _load(args, require_api_key=True)
     fmt = settings.logging.format
-    configure_logging(json=None if fmt == "auto" else fmt == "json", level=settings.logging.level)
+    configure_logging(json=None if fmt == "auto" else fmt == "json", level=settings.logging.level,
+                      secrets=settings.secret_values())
     worker = Worker(settings, registry, metrics=Metrics(process_metrics=True))
     anyio.run(lambda: worker.run(until_idle=args.once))
-    _exit_without_waiting_for_handlers()
-    return EXIT_OK
+    code = EXIT_ABANDONED if worker.abandoned_runs else EXIT_OK
+    if code != EXIT_OK:
+        structlog.get_logger("worker.cli").error(
+            f"exiting with status {code}: the shutdown left rounds unsubmitted",
+            runs=worker.abandoned_runs, exit_code=code)
+    _exit_without_waiting_for_handlers(code)
+    return code
 
 
-def _exit_without_waiting_for_handlers() -> None:
-    """Leave now if sync handlers that ignored their timeout still hold threads.
+def _exit_without_waiting_for_handlers(code: int) -> None:
+    """Leave now, with ``code``, if sync handlers that ignored their timeout still hold threads.
 
     Python joins every non-daemon thread at exit, so one stuck handler would hold the
     process (and a SIGTERM'd pod) forever; its round was already answered or abandoned.
     """
-    stuck = [t for t in threading.enumerate()
-             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    stuck = _busy_threads(time.monotonic() + _THREAD_EXIT_GRACE_S)
     if stuck:
         structlog.get_logger("worker.cli").warning(
             "exiting without waiting for handler threads still running", threads=len(stuck))
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_OK)
+        os._exit(code)
+
+
+def _busy_threads(deadline: float) -> list[threading.Thread]:
+    """Non-daemon threads still running at ``deadline``; idle pool threads end before it."""
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon]
+    for thread in others:
+        thread.join(max(deadline - time.monotonic(), 0))
+    return [t for t in others if t.is_alive()]
 
 
 def _check_config(args: argparse.Namespace) -> int:
     settings, registry = _load(args, require_api_key=True)
+    api = settings.api
+    if api.backend == "azure" and api.azure_auth == "entra" and not _has_azure_identity():
+        # Found now, not at the first request of a deployed worker.
+        build_profile(api, None)  # raises the ConfigError that says what to install
     print(f"configuration OK: {args.config or 'defaults'}")
-    print(f"  api:     {settings.api.base_url} (key from "
-          f"{settings.api.api_key_file or 'OPENAI_API_KEY'})")
+    credentials = "credentials" if api.azure_auth == "entra" and api.backend == "azure" else "key"
+    print(f"  api:     {api.base_url} ({api.backend}; {credentials} from "
+          f"{api_key_source(settings)})")
     print(f"  watch:   {len(settings.watch.threads)} thread(s)")
     print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
     print(f"  server:  http://{settings.server.host}:{settings.server.port}"
           if settings.server.enabled else "  server:  disabled")
     return EXIT_OK
+
+
+def _has_azure_identity() -> bool:
+    try:
+        return importlib.util.find_spec("azure.identity") is not None
+    except ModuleNotFoundError:  # not even the azure namespace package
+        return False
 
 
 def _tools_list(args: argparse.Namespace) -> int:

@@ -6,13 +6,18 @@ import os
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import core_schema
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidId
+from .ids import MAX_ID_CHARS, is_valid_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from pydantic import GetCoreSchemaHandler
 
 __all__ = [
     "ApiSettings",
@@ -25,12 +30,16 @@ __all__ = [
     "ShutdownSettings",
     "ToolsSettings",
     "WatchSettings",
+    "api_key_source",
     "load_config",
 ]
 
 ENV_PREFIX = "TOOL_WORKER__"
 API_KEY_ENV = "OPENAI_API_KEY"
 AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
+WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
+# Keys whose environment values are taken verbatim: a token of digits stays a string.
+_SECRET_ENV_KEYS = frozenset({"watch_token"})
 
 
 class Secret:
@@ -52,6 +61,23 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # A settings field typed Secret takes a string and keeps it wrapped; dumped, it is '***'.
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+    @classmethod
+    def _validate(cls, value: object) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str) and value:
+            return cls(value)
+        raise ValueError("must be a non-empty string")
 
 
 class _Section(BaseModel):
@@ -77,7 +103,8 @@ class ApiSettings(_Section):
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
-    azure_auth: Literal["api_key", "entra"] = "api_key"
+    # Foundry project endpoints take Microsoft Entra ID tokens; "api_key" is for gateways.
+    azure_auth: Literal["api_key", "entra"] = "entra"
     token_scope: str = "https://ai.azure.com/.default"  # noqa: S105 - a scope, not a secret
 
 
@@ -124,8 +151,13 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
     # Bearer token for POST /v1/watch; the endpoint answers 404 while it is unset.
-    # Set it from the environment: TOOL_WORKER__SERVER__WATCH_TOKEN.
-    watch_token: SecretStr | None = None
+    # Never in the file: TOOL_WORKER__SERVER__WATCH_TOKEN, or watch_token_file.
+    watch_token: Secret | None = None
+    watch_token_file: Path | None = None
+    # After this many failed watch requests from one address within the window, that address
+    # is answered 429 until the window ends (0: never).
+    watch_max_failures: int = Field(default=20, ge=0)
+    watch_failure_window_s: float = Field(default=60.0, gt=0)
 
 
 class LoggingSettings(_Section):
@@ -175,7 +207,16 @@ class Settings(_Section):
     intake: IntakeSettings = IntakeSettings()
     api_key: Secret | None = Field(default=None, exclude=True, repr=False)
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    def secret_values(self) -> tuple[str, ...]:
+        """The literal secrets configured (key, watch token, Redis passwords), for redaction."""
+        values = [self.api_key.get() if self.api_key else None,
+                  self.server.watch_token.get() if self.server.watch_token else None]
+        for url in (self.coordination.redis_url, self.intake.redis_url):
+            try:
+                values.append(urlsplit(url).password)
+            except ValueError:  # not a URL at all: nothing in it to hide
+                continue
+        return tuple(sorted({v for v in values if v}))
 
 
 def load_config(
@@ -192,12 +233,16 @@ def load_config(
     env = os.environ if environ is None else environ
     source = str(path) if path is not None else "defaults"
     data = _read_toml(Path(path)) if path is not None else {}
+    _refuse_inline_secrets(data, source, in_file=True)
     _apply_env_overrides(data, env)
+    _refuse_inline_secrets(data, source, in_file=False)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, source) from None
     _check_backend(settings, source)
+    _check_threads(settings, source)
+    settings = _read_watch_token_file(settings, source)
     key = _find_api_key(settings.api, env)
     needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
     if require_api_key and needs_key and key is None:
@@ -237,7 +282,7 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
         table = data.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError("is not a section", source=name, key=section)
-        table[key] = _parse_env_value(raw)
+        table[key] = raw if key in _SECRET_ENV_KEYS else _parse_env_value(raw)
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -266,6 +311,65 @@ def _find_api_key(api: ApiSettings, env: Mapping[str, str]) -> Secret | None:
         if value:
             return Secret(value)
     return None
+
+
+def _refuse_inline_secrets(data: dict[str, Any], source: str, *, in_file: bool) -> None:
+    """Keys and tokens never live in the file: say where they go instead of "unknown key"."""
+    api = data.get("api")
+    for key, present in (("api_key", "api_key" in data),
+                         ("api.api_key", isinstance(api, dict) and "api_key" in api)):
+        if present:
+            raise ConfigError(
+                f"the API key is never read from the configuration: set {API_KEY_ENV} "
+                f"(backend \"openai\") or {AZURE_API_KEY_ENV} (backend \"azure\" with "
+                "azure_auth = \"api_key\") in the environment, or point [api] api_key_file "
+                "at a file that holds only the key",
+                source=source, key=key,
+            )
+    server = data.get("server")
+    if in_file and isinstance(server, dict) and "watch_token" in server:
+        raise ConfigError(
+            f"the watch token is never read from the file: set {WATCH_TOKEN_ENV} in the "
+            "environment, or point [server] watch_token_file at a file that holds only the token",
+            source=source, key="server.watch_token",
+        )
+
+
+def _read_watch_token_file(settings: Settings, source: str) -> Settings:
+    server = settings.server
+    if server.watch_token_file is None:
+        return settings
+    if server.watch_token is not None:
+        raise ConfigError(f"set {WATCH_TOKEN_ENV} or watch_token_file, not both",
+                          source=source, key="server.watch_token_file")
+    try:
+        value = server.watch_token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {server.watch_token_file}: {exc.strerror}",
+                          source=source, key="server.watch_token_file") from None
+    if not value:
+        raise ConfigError(f"{server.watch_token_file} is empty",
+                          source=source, key="server.watch_token_file")
+    token = server.model_copy(update={"watch_token": Secret(value)})
+    return settings.model_copy(update={"server": token})
+
+
+def _check_threads(settings: Settings, source: str) -> None:
+    for index, thread_id in enumerate(settings.watch.threads):
+        if not is_valid_id(thread_id):
+            problem = InvalidId("thread id", thread_id, max_chars=MAX_ID_CHARS)
+            raise ConfigError(str(problem), source=source, key=f"watch.threads[{index}]")
+
+
+def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """Where the credentials come from, as ``check-config`` reports it."""
+    api, env = settings.api, os.environ if environ is None else environ
+    if api.backend == "azure" and api.azure_auth == "entra":
+        return "Microsoft Entra ID (DefaultAzureCredential)"
+    if api.api_key_file is not None:
+        return str(api.api_key_file)
+    names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
+    return next((name for name in names if env.get(name, "").strip()), " or ".join(names))
 
 
 def _check_backend(settings: Settings, source: str) -> None:

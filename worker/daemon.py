@@ -1,4 +1,4 @@
-"""Worker: wires client, poller, dispatcher, submitter and server; SIGTERM drains."""
+"""Worker: wires client, poller, dispatcher, submitter and server; SIGTERM or SIGHUP drains."""
 
 from __future__ import annotations
 
@@ -88,11 +88,18 @@ class Worker:
         self.metrics.ready.set_function(lambda: float(self.health.readiness()[0]))
         self.metrics.clock_offset.set_function(lambda: self.clock.offset_s)
 
+    @property
+    def abandoned_runs(self) -> list[str]:
+        """Runs whose rounds were given up unsubmitted (a second signal, the drain timeout)."""
+        return sorted({r.run_id for r in self._abandoned})
+
     async def run(
         self, *, until_idle: bool = False,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run until SIGTERM/SIGINT, or with ``until_idle`` until no watched run is active.
+        """Run until SIGTERM/SIGINT/SIGHUP, or with ``until_idle`` until no watched run is active.
+
+        Afterwards ``abandoned_runs`` names the runs a hurried shutdown left unsubmitted.
 
         Reports through ``task_status`` once it polls (and its server listens), so that
         ``await tg.start(worker.run)`` returns when the worker is up.
@@ -141,7 +148,8 @@ class Worker:
                       self.clock)
         if self.settings.intake.redis_stream:
             intake = RedisIntake.from_settings(
-                self.settings.intake, watch=spine.poller.watch, consumer=replica_name()
+                self.settings.intake, watch=spine.poller.watch, consumer=replica_name(),
+                metrics=self.metrics,
             )
             tg.start_soon(intake.run)
 
@@ -217,7 +225,9 @@ class Worker:
     async def _watch_signals(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # SIGHUP too: a closed terminal or a supervisor's reload would otherwise kill the
+        # worker outright, rounds and all; there is nothing to reload, so it drains.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
                 if self.health.draining:

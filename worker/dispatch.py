@@ -13,6 +13,7 @@ from structlog.contextvars import bound_contextvars
 
 from .context import ToolContext
 from .errors import ToolArgumentsError, ToolError, ToolNotFound
+from .logs import redact_text
 from .models import CallOutcome, Round, ToolCall, ToolOutput
 
 if TYPE_CHECKING:
@@ -209,10 +210,10 @@ class Dispatcher:
                 if not spec.expose_errors:
                     return (f"Error: the tool {spec.name!r} failed; the error was logged.",
                             CallOutcome.ERROR)
-                return (
-                    f"Error: the tool {spec.name!r} failed: {type(exc).__name__}: {exc}"[:500],
-                    CallOutcome.ERROR,
-                )
+                # Redacted before the cut, so no half of a key survives it; the model's
+                # output is a log of its own (stored with the run), so it gets the same care.
+                text = f"Error: the tool {spec.name!r} failed: {type(exc).__name__}: {exc}"
+                return redact_text(text)[:500], CallOutcome.ERROR
         if scope.cancelled_caught:
             log.warning("tool call timed out", timeout_s=round(timeout_s, 3))
             if not spec.is_async and not spec.process:

@@ -15,7 +15,7 @@
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
     ├── InvalidId                an id from outside is not shaped like one the API issues
-    ├── WatchLimitReached        [watch] max_threads threads are watched already
+    ├── WatchLimitReached        the worker already follows ``[watch] max_threads`` threads
     ├── ToolNotFound             the model called a tool that is not registered
     └── ToolArgumentsError       the model's arguments are not valid JSON or do not fit the hints
 
@@ -242,7 +242,7 @@ class InvalidId(WorkerError, ValueError):
 
 
 class WatchLimitReached(WorkerError):
-    """The worker already watches ``[watch] max_threads`` threads; a new one is refused."""
+    """A new thread to watch was refused: the worker already follows ``limit`` threads."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -17,12 +17,16 @@ from prometheus_client import (
 from .errors import ApiErrorKind
 from .models import CallOutcome, SubmitOutcome
 
-__all__ = ["API_ERROR_KINDS", "CALL_OUTCOMES", "SUBMIT_OUTCOMES", "Metrics"]
+__all__ = ["API_ERROR_KINDS", "CALL_OUTCOMES", "INTAKE_REFUSALS", "SUBMIT_OUTCOMES", "Metrics"]
 
 # Closed sets of label values: label sets stay bounded, no ids ever become labels.
 CALL_OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
 SUBMIT_OUTCOMES = tuple(outcome.value for outcome in SubmitOutcome)
 API_ERROR_KINDS = tuple(kind.value for kind in ApiErrorKind)
+# Why POST /v1/watch or the Redis stream refused a request: wrong token, a body that is not
+# {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, or an address
+# answered 429 after too many failures.
+INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled")
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")
@@ -76,6 +80,13 @@ class Metrics:
             "Sync handlers that overran their timeout and were left running in their thread.",
             ["tool"], registry=r,
         )
+        self.intake_refused = Counter(
+            "toolworker_intake_refused",
+            "Watch requests refused (POST /v1/watch and the Redis stream), by reason.",
+            ["reason"], registry=r,
+        )
+        for reason in INTAKE_REFUSALS:  # every reason shows as 0 before the first refusal
+            self.intake_refused.labels(reason)
         self.in_flight_calls = Gauge(
             "toolworker_tool_calls_in_flight", "Tool calls running now.", registry=r,
         )

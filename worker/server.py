@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,20 +14,70 @@ import anyio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .errors import InvalidId, WatchLimitReached
+from .ids import MAX_ID_CHARS, is_valid_id
+from .intake import Refusals
+
 if TYPE_CHECKING:
+    from .config import Secret, ServerSettings
+    from .intake import Watch
     from .metrics import Metrics
 
-if TYPE_CHECKING:
-    from .config import ServerSettings
-
-__all__ = ["Readiness", "Server"]
+__all__ = ["FailureThrottle", "Readiness", "Server"]
 
 # (ready, reasons): reasons explain the answer to whoever reads /readyz at 3 a.m.
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
-# Adds a thread (and optionally a known run of it) to the watched set.
-Watch = Callable[[str, str | None], None]
 
-_MAX_ID_CHARS = 200
+_BODY_HINT = 'send {"thread_id": "thread_abc123", "run_id": "run_abc123"} (run_id optional)'
+
+
+class FailureThrottle:
+    """Refuses an address for the rest of its window after ``max_failures`` failed requests.
+
+    Memory is bounded: at most ``max_addresses`` are remembered, the least recently failing
+    forgotten first, so a flood from many addresses cannot grow the table.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        window_s: float,
+        *,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_failures = max_failures
+        self._window_s = window_s
+        self._max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()  # (window start, n)
+
+    def retry_after_s(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None while it may."""
+        entry = self._failures.get(address)
+        if entry is None or self._max_failures == 0:
+            return None
+        started, count = entry
+        remaining_s = started + self._window_s - self._clock()
+        if remaining_s <= 0:
+            del self._failures[address]
+            return None
+        return math.ceil(remaining_s) if count >= self._max_failures else None
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        started, count = self._failures.pop(address, (now, 0))
+        if now - started > self._window_s:
+            started, count = now, 0
+        self._failures[address] = (started, count + 1)
+        while len(self._failures) > self._max_addresses:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
 
 class Server:
@@ -46,6 +99,8 @@ class Server:
         self._readiness = readiness
         self._liveness = liveness
         self._watch = watch
+        self.refusals = Refusals(metrics, "http")
+        self.throttle = FailureThrottle(settings.watch_max_failures, settings.watch_failure_window_s)
         self.port: int | None = None
 
     def app(self) -> web.Application:
@@ -65,10 +120,13 @@ class Server:
             await site.start()
             self.port = runner.addresses[0][1]
             task_status.started(self.port)
-            await anyio.sleep_forever()
+            while True:  # the summary of refused requests is written even when they stop
+                await anyio.sleep(1.0)
+                self.refusals.flush()
         finally:
             with anyio.CancelScope(shield=True):
                 await runner.cleanup()
+                self.refusals.flush(force=True)
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
         # Rendered in a thread: a large registry takes CPU, and process metrics read /proc.
@@ -86,27 +144,64 @@ class Server:
         return web.json_response(body, status=200 if ready else 503, dumps=json.dumps)
 
     async def _watch_request(self, request: web.Request) -> web.Response:
-        if self._token is None or self._watch is None:
+        token, watch = self._token, self._watch
+        if token is None or watch is None:
             return _problem(404, "POST /v1/watch is off; set [server] watch_token to enable it")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = self._token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            return _problem(401, "missing or wrong bearer token")
+        address = request.remote or "unknown"
+        retry_after_s = self.throttle.retry_after_s(address)
+        if retry_after_s is not None:
+            self.refusals.refuse("throttled", "too many failed requests", address=address)
+            return _problem(429, f"too many failed requests from {address}; retry in "
+                            f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
         try:
-            body = await request.json()
-        except ValueError:
-            return _problem(400, "the body is not JSON; send {\"thread_id\": \"thread_...\"}")
-        thread_id = body.get("thread_id") if isinstance(body, dict) else None
-        run_id = body.get("run_id") if isinstance(body, dict) else None
-        if not _is_id(thread_id) or (run_id is not None and not _is_id(run_id)):
-            return _problem(400, "thread_id must be a non-empty string id, run_id one or absent")
-        self._watch(str(thread_id), run_id)
-        return web.json_response({"watching": thread_id, "run_id": run_id}, status=202)
+            response = await _answer_watch(request, token, watch)
+        except _Refused as refused:
+            if refused.reason != "full":  # a full worker is not the caller's fault
+                self.throttle.failed(address)
+            self.refusals.refuse(refused.reason, refused.message, address=address)
+            return _problem(refused.status, refused.message)
+        self.throttle.succeeded(address)
+        return response
 
 
-def _is_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= _MAX_ID_CHARS and value.isprintable()
+async def _answer_watch(request: web.Request, token: Secret, watch: Watch) -> web.Response:
+    """Watch the thread of an authorised, well-formed request.
+
+    Raises:
+        _Refused: with the status, message and reason (``metrics.INTAKE_REFUSALS``).
+    """
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise _Refused(401, "missing or wrong bearer token", "auth")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _Refused(400, f"the body is not JSON; {_BODY_HINT}", "bad_request") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise _Refused(413, f"the body is too large; {_BODY_HINT}", "bad_request") from None
+    fields = body if isinstance(body, dict) else {}
+    thread_id, run_id = fields.get("thread_id"), fields.get("run_id")
+    if not isinstance(thread_id, str) or not isinstance(run_id, str | None):
+        raise _Refused(400, f"thread_id must be a string and run_id a string or absent; "
+                       f"{_BODY_HINT}", "bad_request")
+    for what, value in (("thread_id", thread_id), ("run_id", run_id)):
+        if value is not None and not is_valid_id(value):
+            raise _Refused(400, str(InvalidId(what, value, max_chars=MAX_ID_CHARS)), "bad_id")
+    try:
+        watch(thread_id, run_id)
+    except WatchLimitReached as exc:
+        raise _Refused(429, str(exc), "full") from None
+    return web.json_response({"watching": thread_id, "run_id": run_id}, status=202)
 
 
-def _problem(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+class _Refused(Exception):
+    """A watch request answered with an error: ``status``, ``message`` and a refusal reason."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        self.status, self.message, self.reason = status, message, reason
+        super().__init__(message)
+
+
+def _problem(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)

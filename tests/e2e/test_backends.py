@@ -42,8 +42,10 @@ class FakeCredential:
 
 
 def settings_for(sim: Simulator, threads: list[str], backend: str, **api: Any) -> Any:
+    """Settings for the simulator; the azure backend with a key unless ``api`` says otherwise."""
+    auth = {"azure_auth": "api_key"} if backend == "azure" else {}
     return make_settings(
-        api={"base_url": sim.base_url, "backend": backend, **api},
+        api={"base_url": sim.base_url, "backend": backend, **auth, **api},
         watch={"threads": threads, "active_poll_interval_s": 0.02, "idle_poll_interval_s": 0.1},
         tools={"modules": ["tests.handlers.sample"]},
         server={"enabled": False},

@@ -12,12 +12,14 @@ from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls,
 from worker.claims import RedisClaims
 from worker.config import IntakeSettings
 from worker.daemon import Worker
-from worker.errors import CoordinationError
+from worker.errors import CoordinationError, WatchLimitReached
 from worker.intake import RedisIntake, enqueue
+from worker.metrics import Metrics
 from worker.models import Round, ToolCall
 from worker.redis_connect import connect_redis
 from worker.registry import Registry
 from worker.simulator import Simulator
+from worker.testing import capture_logs
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -142,6 +144,54 @@ async def test_a_dead_consumers_entries_are_taken_over(redis_server: RedisServer
     pending = await client.xpending("s", "g")
     await client.aclose()
     assert pending["pending"] == 0
+
+
+async def test_entries_with_ids_no_api_issues_are_dropped_counted_and_acked(
+    redis_server: RedisServer,
+) -> None:
+    """Hostile ids never reach watch: each is counted as bad_id, logged and acknowledged."""
+    seen: list[tuple[str, str | None]] = []
+    intake = await intake_for(redis_server, seen, "one")
+    client = connect_redis(redis_server.url)
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            for bad in ("../../../assistants", "a?b", "a&b"):
+                await enqueue(client, bad, stream="s")
+            await enqueue(client, "thread_ok", "a&b", stream="s")
+            await client.xadd("s", {"run_id": "run_1"})  # no thread_id at all
+            await enqueue(client, "thread_good", "run_good", stream="s")
+            await wait_for(lambda: intake.handled == 1, what="the good entry")
+            tg.cancel_scope.cancel()
+    pending = await client.xpending("s", "g")
+    await client.aclose()
+    assert seen == [("thread_good", "run_good")]
+    assert intake.refusals.total == {"bad_id": 4, "bad_request": 1}
+    assert pending["pending"] == 0
+    lines = [e for e in logs if e["event"] == "watch requests refused"]
+    assert lines[0]["refused"] == {"bad_id": 1}
+    assert lines[0]["thread_id"] == "'../../../assistants'"
+    assert sum(sum(line["refused"].values()) for line in lines) == 5
+
+
+async def test_an_entry_refused_by_a_full_worker_stays_pending(redis_server: RedisServer) -> None:
+    """WatchLimitReached leaves the entry unacknowledged, for a replica with room, and counts it."""
+    def full(_thread_id: str, _run_id: str | None) -> None:
+        raise WatchLimitReached(limit=1)
+
+    settings = IntakeSettings(redis_stream=True, redis_url=redis_server.url, stream="s", group="g")
+    metrics = Metrics()
+    intake = RedisIntake(connect_redis(redis_server.url), settings, full, "one", metrics=metrics)
+    client = connect_redis(redis_server.url)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(intake.run)
+        await enqueue(client, "thread_more", stream="s")
+        await wait_for(lambda: intake.refusals.total["full"] == 1, what="the refusal")
+        tg.cancel_scope.cancel()
+    pending = await client.xpending("s", "g")
+    await client.aclose()
+    assert pending["pending"] == 1
+    assert 'toolworker_intake_refused_total{reason="full"} 1.0' in metrics.exposition().decode()
 
 
 async def test_the_worker_answers_a_run_enqueued_on_the_stream(redis_server: RedisServer) -> None:

@@ -111,6 +111,28 @@ async def test_a_refused_key_stops_the_daemon_with_a_clear_message(
     assert "sk-wrong-key-123456" not in stderr
 
 
+async def test_a_key_refused_by_azure_points_at_entra_id(tmp_path: Path) -> None:
+    """backend azure with azure_auth = "api_key" and a refused key: exit 3, the hint names Entra ID."""
+    from worker.simulator import Simulator
+
+    async with Simulator(api_key=SIM_KEY, profile="azure") as azure:
+        config = tmp_path / "azure.toml"
+        config.write_text(f'[api]\nbackend = "azure"\nazure_auth = "api_key"\n'
+                          f'base_url = "{azure.base_url}"\n[server]\nenabled = false\n')
+        with anyio.fail_after(60):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "worker", "run", "--config", str(config)],
+                env=environment(AZURE_AI_API_KEY="0123456789abcdef0123456789abcdef"),
+                cwd=ROOT, check=False,
+            )
+    stderr = result.stderr.decode()
+    assert result.returncode == 3, stderr
+    assert "the API refused the key" in stderr
+    assert "usually wants Microsoft Entra ID" in stderr
+    assert "0123456789abcdef0123456789abcdef" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 async def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     """A bad config value exits 2 with the file and key in one line."""
     config = tmp_path / "bad.toml"
