@@ -105,6 +105,8 @@ async def _api_middleware(
         _check_headers(request, deps)
         if endpoint is None:
             raise RequestRefused(404, f"Invalid URL ({request.method} {request.path})")
+        if deps.schemas is not None:
+            _check_query(request, deps.schemas, deps.prefix)
         response = await _answer(request, handler, deps.faults.decide(endpoint))
     except RequestRefused as exc:
         response = error(exc)
@@ -138,6 +140,14 @@ async def _answer(
         # A stream already went out whole: only its connection is closed uncleanly.
         return response if response.prepared else dropped
     return response
+
+
+def _check_query(request: web.Request, schemas: RequestSchemas, prefix: str) -> None:
+    resource = request.match_info.route.resource
+    template = "" if resource is None else resource.canonical.removeprefix(prefix)
+    names = [name for name in request.query if name != "api-version"]  # azure's, checked apart
+    query = {name: request.query.getall(name) for name in names}
+    schemas.check_query(request.method, template, query)
 
 
 def _check_headers(request: web.Request, deps: Deps) -> None:

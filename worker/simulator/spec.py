@@ -56,16 +56,23 @@ class RequestSchemas:
         resource = Resource.from_contents(converted, default_specification=DRAFT202012)
         registry: Registry[Any] = Registry().with_resource(_URI, resource)
         self._validators: dict[tuple[str, str], Draft202012Validator] = {}
+        # The query parameters of each operation, each with a validator of its values.
+        self._queries: dict[tuple[str, str], dict[str, Draft202012Validator]] = {}
         for path, item in converted["paths"].items():
             for method, operation in item.items():
-                content = operation.get("requestBody", {}).get("content", {}) if isinstance(
-                    operation, dict) else {}
+                if not isinstance(operation, dict):
+                    continue
+                key = (method.upper(), path)
+                content = operation.get("requestBody", {}).get("content", {})
                 ref = content.get("application/json", {}).get("schema", {}).get("$ref")
                 if ref is not None:
                     schema = {"$ref": f"{_URI}{ref}"}
-                    self._validators[(method.upper(), path)] = Draft202012Validator(
-                        schema, registry=registry
-                    )
+                    self._validators[key] = Draft202012Validator(schema, registry=registry)
+                self._queries[key] = {
+                    param["name"]: Draft202012Validator(param.get("schema", {}))
+                    for param in operation.get("parameters", ())
+                    if param.get("in") == "query"
+                }
 
     @classmethod
     def from_path(cls, path: str | Path) -> RequestSchemas:
@@ -82,6 +89,33 @@ class RequestSchemas:
         found = best_match(validator.iter_errors(body))
         if found is not None:
             raise _refusal(found)
+
+
+    def check_query(
+        self, method: str, path_template: str, query: Mapping[str, list[str]]
+    ) -> None:
+        """Refuse an unknown query parameter, or a value its schema does not allow."""
+        known = self._queries.get((method.upper(), path_template))
+        if known is None:
+            return
+        for name, values in query.items():
+            validator = known.get(name)
+            if validator is None:
+                raise refuse(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+            kind = validator.schema.get("type") if isinstance(validator.schema, dict) else None
+            value: object = values if kind == "array" else values[-1]
+            if kind == "integer":
+                value = _integer(values[-1])
+            if not validator.is_valid(value):
+                raise refuse(f"Invalid value for '{name}': {values[-1]!r}.", param=name,
+                             code="invalid_value")
+
+
+def _integer(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _param(error: ValidationError) -> str:
