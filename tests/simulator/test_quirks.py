@@ -193,3 +193,11 @@ async def test_the_sdk_drives_a_run_under_each_quirk(quirk: str) -> None:
         assert run.status == "completed"
         listed = await client.beta.threads.runs.list(thread.id)
         assert [r.id for r in listed.data] == [run.id]
+
+
+def test_simulate_command_refuses_an_unknown_quirk(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tool-worker simulate --quirk NAME` names the known quirks when NAME is not one."""
+    from worker.cli import EXIT_CONFIG, main
+
+    assert main(["simulate", "--port", "0", "--quirk", "plain_ids", "--quirk", "nope"]) == EXIT_CONFIG
+    assert "known quirks: list_order_by_second" in capsys.readouterr().err
