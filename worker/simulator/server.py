@@ -96,9 +96,7 @@ class Simulator:
             seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock,
             quirks=self.quirks, poll_hints=check_poll_hints(poll_hints),
         )
-        self._schemas = None if spec is None else (
-            RequestSchemas(spec) if isinstance(spec, Mapping) else RequestSchemas.from_path(spec)
-        )
+        self._schemas = _request_schemas(spec)
         self.request_counts: Counter[str] = Counter()
         # When each request arrived (time.monotonic()), to check a client's request budget.
         self.request_times: list[float] = []
@@ -276,6 +274,12 @@ class Simulator:
     def faults_injected(self) -> Counter[str]:
         """Faults injected so far, by `"endpoint:kind"`."""
         return self._faults.injected
+
+
+def _request_schemas(spec: str | Path | Mapping[str, Any] | None) -> RequestSchemas | None:
+    if spec is None:
+        return None
+    return RequestSchemas(spec) if isinstance(spec, Mapping) else RequestSchemas.from_path(spec)
 
 
 async def serve_forever(host: str, port: int, **simulator_kwargs: Any) -> None:

@@ -57,11 +57,7 @@ class ApiState(AssistantStore, ThreadStore):
         if active is not None:
             raise refuse(f"Thread {thread_id} already has an active run {active.id}.")
         metadata = dict(params.get("metadata") or {})
-        if rounds is None:
-            rounds = parse_sim_rounds(metadata.get("sim_rounds"))
-        script = tuple(tuple(round_) for round_ in rounds)
-        if any(not round_ for round_ in script):
-            raise refuse("Each scripted round needs at least one tool call.", param="metadata")
+        script = _script(rounds, metadata)
         for message in params.get("additional_messages") or ():
             self.append_message(thread_id, message)
         now = self.clock()
@@ -209,3 +205,15 @@ class ApiState(AssistantStore, ThreadStore):
         if run is None or run.thread_id != thread_id:
             raise not_found("run", run_id)
         return run
+
+
+def _script(
+    rounds: Sequence[Sequence[ToolCallScript]] | None, metadata: Mapping[str, str]
+) -> tuple[tuple[ToolCallScript, ...], ...]:
+    """The run's rounds: those given, else `metadata["sim_rounds"]`; none may be empty."""
+    if rounds is None:
+        rounds = parse_sim_rounds(metadata.get("sim_rounds"))
+    script = tuple(tuple(round_) for round_ in rounds)
+    if any(not round_ for round_ in script):
+        raise refuse("Each scripted round needs at least one tool call.", param="metadata")
+    return script
