@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", choices=("openai", "azure"), default="openai",
                           help="serve /v1 with bearer keys, or an Azure Agent Service project")
     simulate.add_argument("--project", default="sim-project", help="the azure profile's project")
+    simulate.add_argument("--quirk", action="append", default=[], metavar="NAME",
+                          help="behave like another compatible server (repeatable): "
+                               "see worker.simulator.QUIRKS")
+    simulate.add_argument("--poll-hints", choices=("exact", "coarse", "off"), default="exact",
+                          help="the openai-poll-after-ms header: exact, a fixed 1000 ms, or none")
+    simulate.add_argument("--spec", type=Path, default=None, metavar="FILE",
+                          help="refuse request bodies that do not match this OpenAPI document")
     simulate.set_defaults(handler=_simulate)
 
     demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
@@ -243,8 +250,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from .simulator import Simulator
 
     configure_logging(level="info")
-    simulator = Simulator(api_key=args.api_key, thinking_s=args.thinking_s,
-                          latency_s=args.latency_s, profile=args.profile, project=args.project)
+    try:
+        simulator = Simulator(api_key=args.api_key, thinking_s=args.thinking_s,
+                              latency_s=args.latency_s, profile=args.profile, project=args.project,
+                              quirks=args.quirk, poll_hints=args.poll_hints, spec=args.spec)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc)) from exc
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

@@ -12,7 +12,8 @@ import worker.simulator
 
 def test_public_names() -> None:
     assert worker.simulator.__all__ == [
-        "FaultPlan", "FaultRule", "Simulator", "Submission", "ToolCallScript", "serve_forever",
+        "POLL_HINTS", "QUIRKS", "FaultPlan", "FaultRule", "Simulator", "Submission",
+        "ToolCallScript", "serve_forever",
     ]
     for name in worker.simulator.__all__:
         assert getattr(worker.simulator, name).__doc__

@@ -233,7 +233,10 @@ BAD_SUBMISSIONS: dict[str, tuple[Callable[[str, str], object], str]] = {
     "no tool_outputs": (lambda a, b: {}, "Missing required parameter: 'tool_outputs'."),
     "tool_outputs not an array": (lambda a, b: {"tool_outputs": "x"}, "expected an array"),
     "body not an object": (lambda a, b: [a, b], "expected an object"),
-    "stream true": (lambda a, b: {**_outputs((a, "x"), (b, "y")), "stream": True}, "stream"),
+    "stream not a boolean": (
+        lambda a, b: {**_outputs((a, "x"), (b, "y")), "stream": "yes"},
+        "Invalid type for 'stream': expected a boolean",
+    ),
 }
 
 

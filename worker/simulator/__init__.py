@@ -1,11 +1,14 @@
 """A fake of the Assistants API (v2) on aiohttp.web; independent of the rest of `worker`."""
 
 from worker.simulator.faults import FaultPlan, FaultRule
+from worker.simulator.quirks import POLL_HINTS, QUIRKS
 from worker.simulator.server import Simulator, serve_forever
 from worker.simulator.state import Submission
 from worker.simulator.wire import ToolCallScript
 
 __all__ = [
+    "POLL_HINTS",
+    "QUIRKS",
     "FaultPlan",
     "FaultRule",
     "Simulator",

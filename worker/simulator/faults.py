@@ -1,4 +1,4 @@
-"""Seeded fault plan: latency, 429 with Retry-After, 5xx and dropped connections."""
+"""Seeded fault plan: latency, 429 with Retry-After, 5xx, dropped connections and cut streams."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENDPOINTS",
     "NO_FAULT",
+    "STREAM_FAULTS",
     "Fault",
     "FaultInjector",
     "FaultKind",
@@ -37,16 +38,34 @@ ENDPOINTS = (
     "submit_tool_outputs",
     "create_thread_and_run",
     "list_threads",
+    "modify_thread",
+    "delete_thread",
+    "modify_run",
+    "delete_assistant",
 )
 
-FaultKind = Literal["429", "5xx", "drop_before", "drop_after"]
+FaultKind = Literal[
+    "429", "5xx", "drop_before", "drop_after", "cut_before_apply", "cut_after_apply",
+    "cut_mid_stream",
+]
+# Faults that strike only a streaming request (`"stream": true`); any other request that draws
+# one is served normally, and the fault is not counted.
+STREAM_FAULTS: frozenset[FaultKind] = frozenset(
+    {"cut_before_apply", "cut_after_apply", "cut_mid_stream"}
+)
 
 _SERVER_ERROR_STATUSES = (500, 502, 503)
 
 
 @dataclass(frozen=True, slots=True)
 class FaultRule:
-    """Latency and the probability of each fault for one endpoint (at most one fault a request)."""
+    """Latency and the probability of each fault for one endpoint (at most one fault a request).
+
+    The `p_cut_*` faults strike only streaming requests (run creation and submit_tool_outputs
+    with `"stream": true`): `cut_before_apply` closes the connection before the request is
+    applied, `cut_after_apply` once it was applied and the 200 headers were sent but before any
+    event, and `cut_mid_stream` after the first event.
+    """
 
     latency_s: float = 0.0
     p_429: float = 0.0
@@ -54,6 +73,9 @@ class FaultRule:
     p_5xx: float = 0.0
     p_drop_before: float = 0.0
     p_drop_after: float = 0.0
+    p_cut_before_apply: float = 0.0
+    p_cut_after_apply: float = 0.0
+    p_cut_mid_stream: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_s < 0 or self.retry_after_s < 0:
@@ -70,6 +92,9 @@ class FaultRule:
             ("5xx", self.p_5xx),
             ("drop_before", self.p_drop_before),
             ("drop_after", self.p_drop_after),
+            ("cut_before_apply", self.p_cut_before_apply),
+            ("cut_after_apply", self.p_cut_after_apply),
+            ("cut_mid_stream", self.p_cut_mid_stream),
         )
 
     def pick(self, draw: float) -> FaultKind | None:
@@ -140,10 +165,15 @@ class FaultInjector:
         status_draw = rng.random()
         if kind is None:
             return Fault(latency_s=rule.latency_s) if rule.latency_s else NO_FAULT
-        self.injected[f"{endpoint}:{kind}"] += 1
+        if kind not in STREAM_FAULTS:
+            self.record(endpoint, kind)
         status = None
         if kind == "429":
             status = 429
         elif kind == "5xx":
             status = _SERVER_ERROR_STATUSES[int(status_draw * len(_SERVER_ERROR_STATUSES))]
         return Fault(kind, rule.latency_s, status, rule.retry_after_s)
+
+    def record(self, endpoint: str, kind: str) -> None:
+        """Count a fault that struck (stream cuts are counted when a stream takes them)."""
+        self.injected[f"{endpoint}:{kind}"] += 1

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from worker.simulator.quirks import timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from worker.simulator.quirks import Quirk
     from worker.simulator.wire import ToolCallScript
 
 __all__ = ["TERMINAL_STATUSES", "THINKING_STATUSES", "RunRecord", "run_settings"]
@@ -55,33 +57,38 @@ class RunRecord:
         """Whether the run is over."""
         return self.status in TERMINAL_STATUSES
 
-    def render(self) -> dict[str, Any]:
-        """The RunObject JSON, every field of the spec present."""
+    def render(self, quirks: frozenset[Quirk] = frozenset()) -> dict[str, Any]:
+        """The RunObject JSON, every field of the spec present, as the `quirks` server shows it."""
+
+        def epoch(moment: float | None) -> int | float | None:
+            return None if moment is None else timestamp(moment, quirks)
+
+        # The API clears expires_at once a run is over, except on the run that expired.
+        shows_expiry = not (self.terminal and self.status != "expired")
         return {
             "id": self.id,
             "object": "thread.run",
-            "created_at": math.floor(self.created_at),
+            "created_at": epoch(self.created_at),
             "thread_id": self.thread_id,
             "assistant_id": self.assistant_id,
             "status": self.status,
-            "required_action": self._required_action(),
+            "required_action": self._required_action(quirks),
             "last_error": None,
-            # The API clears expires_at once a run is over, except on the run that expired.
-            "expires_at": None if self.terminal and self.status != "expired" else _epoch(
-                self.expires_at
-            ),
-            "started_at": _epoch(self.started_at),
-            "cancelled_at": _epoch(self.cancelled_at) if self.status == "cancelled" else None,
+            "expires_at": epoch(self.expires_at)
+            if shows_expiry and "null_expiry" not in quirks else None,
+            "started_at": epoch(self.started_at),
+            "cancelled_at": epoch(self.cancelled_at) if self.status == "cancelled" else None,
             "failed_at": None,
-            "completed_at": _epoch(self.completed_at),
+            "completed_at": epoch(self.completed_at),
             "incomplete_details": None,
             **self.settings,
             "usage": _usage(self.round_index + 1) if self.terminal else None,
         }
 
-    def _required_action(self) -> dict[str, Any] | None:
+    def _required_action(self, quirks: frozenset[Quirk]) -> dict[str, Any] | None:
         if self.status != "requires_action":
-            return None
+            # round_index counts the accepted submissions.
+            return {} if "empty_required_action" in quirks and self.round_index else None
         return {
             "type": self.action_type,
             self.action_type: {"tool_calls": [dict(call) for call in self.tool_calls]},
@@ -111,10 +118,6 @@ def _pick(key: str, *sources: Mapping[str, Any]) -> Any:
         if source.get(key) is not None:
             return source[key]
     return _RUN_DEFAULTS.get(key)
-
-
-def _epoch(moment: float | None) -> int | None:
-    return None if moment is None else math.floor(moment)
 
 
 def _usage(turns: int) -> dict[str, int]:

@@ -5,21 +5,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from aiohttp import web
 
 from worker.simulator.faults import FaultInjector, FaultPlan
-from worker.simulator.routes import AZURE_API_VERSIONS, Profile, build_app
+from worker.simulator.quirks import check_poll_hints, check_quirks
+from worker.simulator.replies import AZURE_API_VERSIONS, Profile
+from worker.simulator.routes import build_app
+from worker.simulator.spec import RequestSchemas
 from worker.simulator.state import ApiState, Submission
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
     from types import TracebackType
 
     from anyio.abc import TaskStatus
 
+    from worker.simulator.quirks import PollHints, Quirk
     from worker.simulator.wire import ToolCallScript
 
 __all__ = ["Simulator", "serve_forever"]
@@ -50,6 +56,12 @@ class Simulator:
         project: the azure profile's project name.
         access_log: log each request on the `aiohttp.access` logger.
         clock: epoch seconds; inject a fake one to test time-based rules.
+        quirks: names from `QUIRKS`, behaviours of other Assistants-compatible servers
+            (documented in `worker.simulator.quirks`); none by default.
+        poll_hints: the `openai-poll-after-ms` header: "exact" (when the run will change),
+            "coarse" (1000 ms while the run thinks) or "off" (never sent).
+        spec: an OpenAPI document (a path, or the parsed JSON) whose request schemas every
+            request body is checked against, refused with the API's 400; needs `jsonschema`.
 
     Attributes:
         state: the `ApiState` behind the server; its methods are the endpoints without HTTP.
@@ -71,14 +83,20 @@ class Simulator:
         profile: Profile = "openai",
         api_versions: tuple[str, ...] = AZURE_API_VERSIONS,
         project: str = "sim-project",
+        quirks: Iterable[Quirk | str] = (),
+        poll_hints: PollHints = "exact",
+        spec: str | Path | Mapping[str, Any] | None = None,
     ) -> None:
         self.api_key = api_key
         self.profile = profile
+        self.quirks = check_quirks(quirks)
         self._api_versions = api_versions
         self._project = project
         self.state = ApiState(
-            seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock
+            seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock,
+            quirks=self.quirks, poll_hints=check_poll_hints(poll_hints),
         )
+        self._schemas = _request_schemas(spec)
         self.request_counts: Counter[str] = Counter()
         # When each request arrived (time.monotonic()), to check a client's request budget.
         self.request_times: list[float] = []
@@ -107,6 +125,7 @@ class Simulator:
             profile=self.profile,
             api_versions=self._api_versions,
             prefix=self.path_prefix,
+            schemas=self._schemas,
         )
         runner = web.AppRunner(
             app,
@@ -255,6 +274,12 @@ class Simulator:
     def faults_injected(self) -> Counter[str]:
         """Faults injected so far, by `"endpoint:kind"`."""
         return self._faults.injected
+
+
+def _request_schemas(spec: str | Path | Mapping[str, Any] | None) -> RequestSchemas | None:
+    if spec is None:
+        return None
+    return RequestSchemas(spec) if isinstance(spec, Mapping) else RequestSchemas.from_path(spec)
 
 
 async def serve_forever(host: str, port: int, **simulator_kwargs: Any) -> None:

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 __all__ = [
     "RequestRefused",
     "ToolCallScript",
+    "check_content",
     "check_fields",
+    "check_kinds",
     "check_metadata",
     "expect_round_ids",
     "invalid_type",
@@ -117,6 +119,59 @@ def check_fields(
     return body
 
 
+def check_kinds(fields: Mapping[str, Any], kinds: Mapping[str, str]) -> None:
+    """Refuse a field whose JSON type is not its kind ("string", "number", "boolean", "array",
+    "object", "tools"); null is accepted for every field."""
+    for name, kind in kinds.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        if kind == "tools":
+            _check_tools(name, value)
+        elif not _is_kind(value, kind):
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise invalid_type(name, f"{article} {kind}", value)
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    types = {"string": str, "boolean": bool, "array": list, "object": dict}
+    return isinstance(value, types[kind])
+
+
+def _check_tools(name: str, tools: object) -> None:
+    if not isinstance(tools, list):
+        raise invalid_type(name, "an array", tools)
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in ("function", "code_interpreter", "file_search"):
+            raise refuse(f"Invalid value for '{name}[{index}].type': expected one of "
+                         "'function', 'code_interpreter' or 'file_search'.",
+                         param=f"{name}[{index}].type", code="invalid_value")
+        if kind == "function" and not isinstance(tool.get("function"), dict):
+            raise invalid_type(f"{name}[{index}].function", "an object", tool.get("function"))
+
+
+def check_content(content: object, param: str) -> None:
+    """A message's content: a string, or a non-empty array of text and image parts."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list) or not content:
+        raise invalid_type(param, "a string or a non-empty array", content)
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in ("text", "image_url", "image_file"):
+            raise refuse(f"Invalid value for '{where}': expected an object with 'type' one of "
+                         "'text', 'image_url' or 'image_file'.", param=where,
+                         code="invalid_value")
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise invalid_type(f"{where}.text", "a string", part.get("text"))
+        if kind != "text" and not isinstance(part.get(kind), dict):
+            raise invalid_type(f"{where}.{kind}", "an object", part.get(kind))
+
+
 def check_metadata(value: object, param: str = "metadata") -> dict[str, str]:
     """At most 16 string values, keys up to 64 characters and values up to 512."""
     if value is None:
@@ -143,11 +198,8 @@ def check_metadata(value: object, param: str = "metadata") -> dict[str, str]:
 def parse_tool_outputs(body: object) -> tuple[tuple[str, str], ...]:
     """The (tool_call_id, output) pairs of a submit_tool_outputs body, or the API's 400."""
     fields = check_fields(body, {"tool_outputs", "stream"}, ["tool_outputs"])
-    if fields.get("stream") not in (None, False):
-        if not isinstance(fields["stream"], bool):
-            raise invalid_type("stream", "a boolean", fields["stream"])
-        raise refuse("The simulator does not stream: leave 'stream' out or set it to false.",
-                     param="stream", code="unsupported_value")
+    if fields.get("stream") is not None and not isinstance(fields["stream"], bool):
+        raise invalid_type("stream", "a boolean", fields["stream"])
     items = fields["tool_outputs"]
     if not isinstance(items, list):
         raise invalid_type("tool_outputs", "an array", items)
@@ -163,9 +215,11 @@ def parse_tool_outputs(body: object) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def expect_round_ids(expected: Sequence[str], got: Sequence[str]) -> None:
-    """Refuse unless `got` holds each id of the round exactly once."""
-    if Counter(got) != Counter(expected):
+def expect_round_ids(expected: Sequence[str], got: Sequence[str], *, partial: bool = False) -> None:
+    """Refuse unless `got` holds each id of the round exactly once (or at most once, `partial`)."""
+    counts, wanted = Counter(got), Counter(expected)
+    fits = counts <= wanted if partial else counts == wanted
+    if not fits:
         raise refuse(
             f"Expected tool outputs for call_ids {list(expected)}, got {list(got)}.",
             param="tool_outputs",
@@ -244,15 +298,23 @@ def paginate(
     order: str = "desc",
     after: str | None = None,
     before: str | None = None,
+    by_created_at: bool = False,
 ) -> dict[str, Any]:
     """A cursor page of `objects` (oldest first) as the API lists them.
+
+    With `by_created_at`, objects are ordered by `created_at` alone, as some servers do: ties
+    keep their creation order in both directions, so with `order=desc` a newer object created in
+    the same second comes after an older one.
 
     `after` pages forward from a cursor, `before` pages back towards the start and returns the
     items nearest to the cursor; `has_more` says whether more lie further in that direction.
     An empty page has null `first_id` and `last_id`, as the API sends (the spec says string).
     """
     _check_page(limit, order)
-    ordered = list(objects) if order == "asc" else list(reversed(objects))
+    if by_created_at:
+        ordered = sorted(objects, key=lambda item: item["created_at"], reverse=order == "desc")
+    else:
+        ordered = list(objects) if order == "asc" else list(reversed(objects))
     ids = [item["id"] for item in ordered]
     start = 0 if after is None else _cursor(ids, after, "after") + 1
     stop = len(ordered) if before is None else _cursor(ids, before, "before")
