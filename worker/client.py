@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
@@ -14,23 +11,22 @@ import anyio
 import structlog
 
 from . import ids
-from .budget import Lane, RequestBudget, RetryPolicy
-from .errors import (
-    ApiConnectionError,
-    ApiError,
-    ApiErrorKind,
-    ApiStatusError,
-    ApiTimeout,
-    AuthError,
-    BadAnswer,
-    NotFound,
-    RateLimited,
-    RunNotActionable,
+from .answers import (
+    ANSWERS,
+    Answer,
+    decode,
+    items,
+    parse_run,
+    poll_hint,
+    read_capped,
+    status_error,
+    translate_errors,
 )
-from .models import Run, ToolOutput
+from .budget import Lane, RequestBudget, RetryPolicy
+from .errors import ApiConnectionError, ApiError, ApiTimeout, NotFound, RunNotActionable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from types import TracebackType
 
     from .backends import BackendProfile
@@ -38,19 +34,11 @@ if TYPE_CHECKING:
     from .config import ApiSettings
     from .health import Health
     from .metrics import Metrics
+    from .models import Run, ToolOutput
 
 log = structlog.get_logger("worker.client")
 
-__all__ = ["Answer", "ApiClient"]
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A successful answer: the JSON object, and the hint that came beside it."""
-
-    data: dict[str, Any]
-    # The API's `openai-poll-after-ms`: when it expects the answer to change, if it said.
-    poll_after_ms: int | None = None
+__all__ = ["ApiClient"]
 
 
 class ApiClient:
@@ -117,7 +105,7 @@ class ApiClient:
             ids.path("/threads/{thread_id}/runs/{run_id}", thread_id=thread_id, run_id=run_id),
             lane=lane, retries=retries, timeout_s=timeout_s,
         )
-        return _run("retrieve_run", answer.data, answer.poll_after_ms)
+        return parse_run("retrieve_run", answer.data, answer.poll_after_ms)
 
     async def list_runs(
         self, thread_id: str, *, limit: int = 1, order: str = "desc", lane: Lane = Lane.ACTIVE,
@@ -129,8 +117,8 @@ class ApiClient:
             params={"limit": limit, "order": order}, lane=lane, retries=retries,
             timeout_s=timeout_s,
         )
-        items = _items("list_runs", answer.data)
-        return [_run("list_runs", item, answer.poll_after_ms) for item in items]
+        listed = items("list_runs", answer.data)
+        return [parse_run("list_runs", item, answer.poll_after_ms) for item in listed]
 
     async def submit_tool_outputs(
         self,
@@ -154,7 +142,7 @@ class ApiClient:
             body=body,
             deadline=deadline,
         )
-        return _run("submit_tool_outputs", answer.data, answer.poll_after_ms)
+        return parse_run("submit_tool_outputs", answer.data, answer.poll_after_ms)
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None
@@ -169,7 +157,7 @@ class ApiClient:
         answer = await self._request(
             "GET", "list_threads", "/threads", params=params, lane=Lane.IDLE
         )
-        found = [item.get("id") for item in _items("list_threads", answer.data)]
+        found = [item.get("id") for item in items("list_threads", answer.data)]
         thread_ids = [thread_id for thread_id in found if ids.is_valid_id(thread_id)]
         if len(thread_ids) < len(found):
             log.warning("the thread listing holds ids no API issues; skipping them",
@@ -182,7 +170,7 @@ class ApiClient:
         answer = await self._request(
             "GET", "list_assistants", "/assistants", params={"limit": limit}
         )
-        return [item for item in _items("list_assistants", answer.data) if isinstance(item, dict)]
+        return [item for item in items("list_assistants", answer.data) if isinstance(item, dict)]
 
     async def retrieve_assistant(self, assistant_id: str) -> dict[str, Any]:
         """The assistant object as the API shows it (``tools`` among its fields).
@@ -210,7 +198,7 @@ class ApiClient:
             "POST", "cancel_run",
             ids.path("/threads/{thread_id}/runs/{run_id}/cancel", thread_id=thread_id, run_id=run_id),
         )
-        return _run("cancel_run", answer.data, answer.poll_after_ms)
+        return parse_run("cancel_run", answer.data, answer.poll_after_ms)
 
     async def _request(
         self,
@@ -285,7 +273,7 @@ class ApiClient:
         status = "error"
         query = self._profile.query()
         try:
-            with _translate_errors(endpoint, timeout_s):
+            with translate_errors(endpoint, timeout_s):
                 async with self._session.request(
                     method,
                     self._profile.url(path),
@@ -307,130 +295,15 @@ class ApiClient:
     async def _answer(self, endpoint: str, response: aiohttp.ClientResponse) -> Answer:
         if self._clock is not None:
             self._clock.observe(response.headers.get("Date"), time.time())
-        payload = await _read_capped(endpoint, response, self._settings.max_response_bytes)
+        payload = await read_capped(endpoint, response, self._settings.max_response_bytes)
         if response.status >= 400:
-            error = _status_error(endpoint, response, payload)
-            if self._health is not None and error.kind in _ANSWERS:
+            error = status_error(endpoint, response, payload)
+            if self._health is not None and error.kind in ANSWERS:
                 self._health.api_answered()  # a 404 or a 400 is the API, there and listening
             raise error
-        data = _decode(endpoint, payload)
+        data = decode(endpoint, payload)
         if self._health is not None:
             self._health.api_answered()
-        hint = response.headers.get("openai-poll-after-ms", "")
-        return Answer(data, int(hint) if hint.isdigit() and len(hint) < 10 else None)
+        return Answer(data, poll_hint(response.headers))
 
 
-# Refusals that still show the API is reachable and takes the key.
-_ANSWERS = frozenset(
-    {ApiErrorKind.NOT_FOUND, ApiErrorKind.RUN_NOT_ACTIONABLE, ApiErrorKind.CLIENT_ERROR}
-)
-
-
-async def _read_capped(endpoint: str, response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """The body, refused unread past ``cap`` bytes: a huge answer must not exhaust memory."""
-    declared = response.content_length
-    if declared is not None and declared > cap:
-        raise BadAnswer(endpoint, f"the answer is {declared} bytes, over [api] "
-                                  f"max_response_bytes = {cap}")
-    payload = await response.content.read(cap + 1)
-    if len(payload) > cap:
-        raise BadAnswer(endpoint, f"the answer is over [api] max_response_bytes = {cap}")
-    return payload
-
-
-@contextmanager
-def _translate_errors(endpoint: str, timeout_s: float) -> Iterator[None]:
-    """The one place where aiohttp's and asyncio's exceptions become ``ApiError``."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise ApiTimeout(endpoint, timeout_s) from exc
-    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-        raise ApiConnectionError(
-            endpoint, f"TLS failed for {_where(exc)}: {_os_reason(exc)}", kind=ApiErrorKind.TLS
-        ) from exc
-    except aiohttp.ClientConnectorDNSError as exc:
-        raise ApiConnectionError(
-            endpoint, f"cannot resolve the host {_where(exc)}", kind=ApiErrorKind.DNS
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ApiConnectionError(
-            endpoint, f"cannot connect to {_where(exc)}: {_os_reason(exc)}"
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise ApiConnectionError(endpoint, type(exc).__name__) from exc
-
-
-def _where(exc: aiohttp.ClientConnectorError) -> str:
-    return f"{exc.host}:{exc.port}"
-
-
-def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
-    return str(exc.os_error.strerror or exc.os_error)
-
-
-def _run(endpoint: str, data: object, poll_after_ms: int | None) -> Run:
-    try:
-        run = Run.from_json(data)
-    except ValueError as exc:  # Malformed, or InvalidId for an id no API issues
-        raise BadAnswer(endpoint, str(exc)) from None
-    return replace(run, poll_after_ms=poll_after_ms) if poll_after_ms is not None else run
-
-
-def _items(endpoint: str, data: dict[str, Any]) -> list[Any]:
-    items = data.get("data")
-    if not isinstance(items, list):
-        raise BadAnswer(endpoint, "a list answer without a 'data' list")
-    return items
-
-
-def _decode(endpoint: str, payload: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        start = payload[:40].decode("utf-8", "replace")
-        raise BadAnswer(endpoint, f"not JSON, it starts {start!r}") from None
-    if not isinstance(data, dict):
-        raise BadAnswer(endpoint, f"not a JSON object but a {type(data).__name__}")
-    return data
-
-
-def _status_error(endpoint: str, response: aiohttp.ClientResponse, payload: bytes) -> ApiStatusError:
-    message, code = _error_fields(payload)
-    request_id = response.headers.get("x-request-id")
-    status = response.status
-    if status in (401, 403):
-        return AuthError(status, endpoint, message, request_id=request_id, code=code)
-    if status == 404:
-        return NotFound(status, endpoint, message, request_id=request_id, code=code)
-    if status == 429:
-        return RateLimited(
-            status, endpoint, message, request_id=request_id, code=code,
-            retry_after_s=_retry_after_s(response.headers),
-        )
-    if status == 400 and endpoint == "submit_tool_outputs":
-        return RunNotActionable(status, endpoint, message, request_id=request_id, code=code)
-    return ApiStatusError(status, endpoint, message, request_id=request_id, code=code)
-
-
-def _error_fields(payload: bytes) -> tuple[str, str | None]:
-    try:
-        error = json.loads(payload).get("error") or {}
-        code = error.get("code")
-        return str(error.get("message") or "no message")[:500], code if isinstance(code, str) else None
-    except (ValueError, AttributeError):
-        return payload[:200].decode("utf-8", "replace") or "no message", None
-
-
-def _retry_after_s(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            delay_s = float(value) * scale
-        except ValueError:
-            continue  # an HTTP date: fall back to our own backoff
-        if math.isfinite(delay_s):
-            return max(delay_s, 0.0)
-    return None
