@@ -28,8 +28,8 @@ KEY = "sk-sim"
 async def client_for() -> AsyncIterator[object]:
     clients: list[ApiClient] = []
 
-    async def make(sim: Simulator) -> ApiClient:
-        settings = ApiSettings(base_url=sim.base_url, max_retries=3)
+    async def make(sim: Simulator, *, stream: bool = False) -> ApiClient:
+        settings = ApiSettings(base_url=sim.base_url, max_retries=3, stream=stream)
         client = ApiClient(build_profile(settings, Secret(KEY)), settings, Metrics(),
                            retry=RetryPolicy(3, base_s=0.001))
         clients.append(await client.__aenter__())
@@ -153,3 +153,94 @@ async def sim_wait_for_round(sim: Simulator, run_id: str) -> None:
         # The simulator's runs move on its clock as they are read: checking is waiting.
         while sim.run(run_id)["status"] != "requires_action":  # noqa: ASYNC110
             await anyio.sleep(0.01)
+
+
+async def two_round_run(sim: Simulator, client: ApiClient) -> Round:
+    """A run whose model thinks between its two rounds; returns its first round, waiting."""
+    assistant_id = sim.create_assistant(name="t", tools=[])
+    thread_id = sim.create_thread()
+    run_id = sim.create_run(thread_id, assistant_id,
+                            rounds=[calls(("add", {"a": 1})), calls(("add", {"a": 2}))])
+    await sim_wait_for_round(sim, run_id)
+    return Round.from_run(await client.retrieve_run(thread_id, run_id), 0.0)
+
+
+async def submitted_after_cut(client_for, cut: str) -> tuple[Simulator, Submitter, object]:
+    rule = FaultRule(**{f"p_{cut}": 0.5})
+    async with Simulator(api_key=KEY, faults=first_submit_fault(rule, cut), thinking_s=0.05) as sim:
+        client = await client_for(sim, stream=True)
+        round_ = await two_round_run(sim, client)
+        submitter = Submitter(client, Metrics(), retry=RetryPolicy(0, base_s=0.01))
+        result = await submitter.submit(round_, outputs_for(round_))
+    return sim, submitter, result
+
+
+async def test_a_streamed_submission_brings_the_next_round(client_for) -> None:
+    """The stream of a submission ends with the run's next round: nothing needs polling."""
+    async with Simulator(api_key=KEY, thinking_s=0.05) as sim:
+        client = await client_for(sim, stream=True)
+        round_ = await two_round_run(sim, client)
+        result = await Submitter(client, Metrics()).submit(round_, outputs_for(round_))
+    assert result.outcome == "ok"
+    assert result.next_run is not None
+    assert result.next_run.wants_tool_outputs
+    assert [c.name for c in result.next_run.tool_calls] == ["add"]
+    assert result.next_run.call_ids.isdisjoint(round_.call_ids)
+
+
+@pytest.mark.parametrize("cut", ["cut_after_apply", "cut_mid_stream"])
+async def test_a_stream_cut_after_the_outputs_were_applied_is_not_resent(client_for, cut) -> None:
+    """Applied, then cut: counted ok, never submitted twice, and the run is looked at now."""
+    sim, _, result = await submitted_after_cut(client_for, cut)
+    assert result.outcome == "ok"
+    assert result.poll_after_s == 0.0
+    assert [s.status for s in sim.submissions] == [200]
+    assert sim.faults_injected[f"submit_tool_outputs:{cut}"] == 1
+
+
+async def test_a_stream_cut_before_the_outputs_were_applied_is_sent_again(client_for) -> None:
+    """Cut before applying: the run is read back, still waits, and the outputs go again."""
+    sim, submitter, result = await submitted_after_cut(client_for, "cut_before_apply")
+    assert result.outcome == "ok"
+    assert [s.status for s in sim.submissions] == [200]
+    assert sim.faults_injected["submit_tool_outputs:cut_before_apply"] == 1
+    assert rounds_total(submitter, "ok") == 1
+
+
+async def test_a_server_that_will_not_stream_is_submitted_to_plainly(client_for) -> None:
+    """A 400 for "stream" on a run that still waits: the outputs go again without it, and
+    later submissions do not stream."""
+    from aiohttp import web
+
+    from tests.conftest import ServedApp
+
+    applied: list[dict[str, object]] = []
+    run = {"id": "run_1", "thread_id": "thread_1", "status": "requires_action",
+           "assistant_id": "asst_1", "expires_at": None,
+           "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {
+               "tool_calls": [{"id": "call_1", "type": "function",
+                               "function": {"name": "add", "arguments": "{}"}}]}}}
+
+    async def submit(request: web.Request) -> web.Response:
+        body = await request.json()
+        if "stream" in body:
+            return web.json_response({"error": {"message": "Unrecognized request argument "
+                                                "supplied: stream"}}, status=400)
+        applied.append(body)
+        return web.json_response({**run, "status": "queued", "required_action": None})
+
+    async def retrieve(request: web.Request) -> web.Response:
+        return web.json_response(run if not applied else {**run, "status": "queued",
+                                                          "required_action": None})
+
+    app = web.Application()
+    app.router.add_post("/v1/threads/{t}/runs/{r}/submit_tool_outputs", submit)
+    app.router.add_get("/v1/threads/{t}/runs/{r}", retrieve)
+    async with ServedApp(app) as server:
+        settings = ApiSettings(base_url=f"{server.url}/v1", stream=True)
+        async with ApiClient(build_profile(settings, Secret(KEY)), settings, Metrics()) as client:
+            round_ = Round.from_run(Run.from_json(run), 0.0)
+            submitter = Submitter(client, Metrics())
+            assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
+            assert submitter._stream_refused
+    assert applied == [{"tool_outputs": [{"tool_call_id": "call_1", "output": "ok"}]}]

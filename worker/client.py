@@ -23,7 +23,15 @@ from .answers import (
     translate_errors,
 )
 from .budget import Lane, RequestBudget, RetryPolicy
-from .errors import ApiConnectionError, ApiError, ApiTimeout, NotFound, RunNotActionable
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeout,
+    BadAnswer,
+    NotFound,
+    RunNotActionable,
+)
+from .events import RUN_ENDS, read_events
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,6 +77,7 @@ class ApiClient:
         self._health = health
         self._session: aiohttp.ClientSession | None = None
         self._lasting_reported: set[str] = set()
+        self._streams_open = 0
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
@@ -143,6 +152,83 @@ class ApiClient:
             deadline=deadline,
         )
         return parse_run("submit_tool_outputs", answer.data, answer.poll_after_ms)
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether one more stream may be held open: below ``[api] max_streams``."""
+        return self._settings.stream and self._streams_open < self._settings.max_streams
+
+    async def submit_tool_outputs_streaming(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+    ) -> Run | None:
+        """Submit with ``"stream": true`` and follow the run to its next round or its end.
+
+        Returns the run as the stream last showed it (waiting for the next round, or ended),
+        or None when the stream ended or broke without saying (look at the run). A server
+        that ignores ``stream`` answers the run as JSON, which is returned as it is. Sent
+        once: a stream that breaks may have been applied, so it is never resent blindly.
+
+        Raises:
+            ApiError: the outputs were not accepted (as ``submit_tool_outputs``).
+        """
+        endpoint = "submit_tool_outputs"
+        body = {"tool_outputs": [output.to_json() for output in outputs], "stream": True}
+        path = ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+                        thread_id=thread_id, run_id=run_id)
+        if self._session is None:
+            raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
+        await self.budget.acquire(Lane.SUBMIT)  # the stream is one request; events are free
+        started, status = anyio.current_time(), "error"
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._settings.connect_timeout_s,
+            sock_read=self._settings.stream_idle_timeout_s,
+        )
+        try:
+            with translate_errors(endpoint, self._settings.stream_idle_timeout_s):
+                async with self._session.post(
+                    self._profile.url(path), params=self._profile.query(),
+                    headers=await self._profile.headers(), json=body, timeout=timeout,
+                ) as response:
+                    status = f"{response.status // 100}xx"
+                    if response.status >= 400 or response.content_type != "text/event-stream":
+                        answer = await self._answer(endpoint, response)
+                        return parse_run(endpoint, answer.data, answer.poll_after_ms)
+                    if self._health is not None:
+                        self._health.api_answered()
+                    return await self._follow(endpoint, response)
+        except ApiError as error:
+            self._count_error(endpoint, error)
+            raise
+        finally:
+            self._metrics.api_requests.labels(endpoint, status).inc()
+            self._metrics.api_request_duration.labels(endpoint).observe(
+                anyio.current_time() - started)
+
+    async def _follow(self, endpoint: str, response: aiohttp.ClientResponse) -> Run | None:
+        """The last run a stream showed before its end; None if it broke or ended mid-way."""
+        last: Run | None = None
+        self._streams_open += 1
+        self._metrics.streams_open.inc()
+        try:
+            async for event in read_events(response.content.iter_any(), endpoint=endpoint,
+                                           max_event_bytes=self._settings.max_response_bytes):
+                if event.name == "error":
+                    raise BadAnswer(endpoint, f"the stream reported an error: {event.data[:200]}")
+                if event.name.startswith("thread.run.") and event.name.count(".") == 2:
+                    last = parse_run(endpoint, json.loads(event.data))
+                    if event.name in RUN_ENDS:
+                        return last
+                elif event.name == "done":
+                    break
+        except (aiohttp.ClientError, TimeoutError, ApiError, ValueError) as exc:
+            self._metrics.streams_broken.inc()
+            log.info("the stream broke after the outputs were accepted; looking at the run",
+                     error=str(exc) or type(exc).__name__)
+            return None
+        finally:
+            self._streams_open -= 1
+            self._metrics.streams_open.dec()
+        return None  # it ended without the next round or the run's end
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None

@@ -101,6 +101,13 @@ class ApiSettings(_Section):
     # Answers larger than this are refused unread (a counted bad_answer), so a broken or
     # hostile server cannot make the worker parse hundreds of megabytes.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # Submit with "stream": true and take the run's next round from the stream, instead of
+    # polling for it. Streams held open while the model thinks are capped below
+    # max_connections, so polls and submissions always find a connection; past the cap,
+    # runs are polled. A stream silent for stream_idle_timeout_s is given up (and polled).
+    stream: bool = True
+    max_streams: int = Field(default=32, ge=1)
+    stream_idle_timeout_s: float = Field(default=120.0, gt=0)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
     # Foundry project endpoints take Microsoft Entra ID tokens; "api_key" is for gateways.
@@ -373,6 +380,14 @@ def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None)
 
 
 def _check_backend(settings: Settings, source: str) -> None:
+    api = settings.api
+    if api.stream and api.max_streams >= api.max_connections:
+        raise ConfigError(
+            f"max_streams ({api.max_streams}) must be below max_connections "
+            f"({api.max_connections}), so that polls and submissions always find a connection",
+            source=source,
+            key="api.max_streams",
+        )
     if settings.watch.discover and settings.api.backend != "azure":
         raise ConfigError(
             "the OpenAI API cannot list threads, so discover needs backend = \"azure\"; "

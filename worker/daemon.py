@@ -29,7 +29,7 @@ from .models import Round, SubmitOutcome
 from .poller import Poller
 from .probe import check_access, keep_health
 from .server import Server
-from .submit import Submitter
+from .submit import SubmitResult, Submitter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -184,27 +184,45 @@ class Worker:
                       runs=sorted(r.run_id for r in self._abandoned))
 
     async def _process_round(self, round_: Round, spine: _Spine, slots: anyio.Semaphore) -> None:
-        """Claim the round, answer it, submit it; the poller looks at the run again after."""
-        self._in_flight.add(round_)
+        """Take the round, and the run's next rounds while streams bring them; then the poller
+        looks at the thread again."""
+        current = round_
         next_poll_s: float | None = self.settings.watch.active_poll_interval_s
         try:
-            with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
-                async with spine.claims.hold(round_) as held:
-                    if held is not None:  # None: another replica (or a stale read) has it
-                        held.outcome, next_poll_s = await self._answer(round_, held, spine)
-        except CoordinationError as exc:
-            log.warning("could not claim the round; trying again", error=str(exc))
+            following: Round | None = round_
+            while following is not None:
+                current = following
+                self._in_flight.add(current)
+                try:
+                    following, next_poll_s = await self._take(current, spine)
+                finally:
+                    self._in_flight.discard(current)
         except anyio.get_cancelled_exc_class():
-            self._abandoned.append(round_)
+            self._abandoned.append(current)
             raise
         finally:
-            self._in_flight.discard(round_)
             slots.release()
-            spine.poller.round_finished(round_, next_poll_s)
+            spine.poller.round_finished(current, next_poll_s)
 
-    async def _answer(
-        self, round_: Round, held: Held, spine: _Spine
-    ) -> tuple[SubmitOutcome, float | None]:
+    async def _take(self, round_: Round, spine: _Spine) -> tuple[Round | None, float | None]:
+        """Claim, answer and submit one round; returns the next round if a stream brought it."""
+        with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
+            try:
+                async with spine.claims.hold(round_) as held:
+                    if held is None:  # another replica (or a stale read) has it
+                        return None, self.settings.watch.active_poll_interval_s
+                    result = await self._answer(round_, held, spine)
+                    held.outcome = result.outcome
+            except CoordinationError as exc:
+                log.warning("could not claim the round; trying again", error=str(exc))
+                return None, self.settings.watch.active_poll_interval_s
+        run = result.next_run
+        if run is None or not run.wants_tool_outputs or self.health.draining:
+            return None, result.poll_after_s
+        self.metrics.rounds_found.labels("stream").inc()
+        return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
+
+    async def _answer(self, round_: Round, held: Held, spine: _Spine) -> SubmitResult:
         """Dispatch (unless outputs were kept from an earlier try), then submit."""
         outputs = held.saved
         if outputs is None:
@@ -214,13 +232,12 @@ class Worker:
             )
             if isinstance(answered, SubmitOutcome):
                 spine.submitter.record_abandoned(round_, answered)
-                return answered, None
+                return SubmitResult(answered)
             outputs = answered
             await held.keep(outputs)
         else:
             log.info("submitting outputs kept from an earlier try; the handlers do not run")
-        result = await spine.submitter.submit(round_, outputs)
-        return result.outcome, result.poll_after_s
+        return await spine.submitter.submit(round_, outputs)
 
     async def _watch_signals(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -104,6 +104,20 @@ class Metrics:
         self.poll_cycles = Counter(
             "toolworker_polls", "Thread and run polls made.", registry=r,
         )
+        self.rounds_found = Counter(
+            "toolworker_rounds_found",
+            "Rounds found, by how: a poll, or the stream of the previous round's submission.",
+            ["by"], registry=r,
+        )
+        for by in ("poll", "stream"):
+            self.rounds_found.labels(by)
+        self.streams_open = Gauge(
+            "toolworker_streams_open", "Streamed submissions held open now.", registry=r,
+        )
+        self.streams_broken = Counter(
+            "toolworker_streams_broken",
+            "Streams that broke or went silent after their outputs were accepted.", registry=r,
+        )
         self.threads_dropped = Counter(
             "toolworker_threads_dropped",
             "Watched threads dropped because the API does not know them (404).", registry=r,

@@ -345,6 +345,7 @@ class Poller:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
             log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
+            self._metrics.rounds_found.labels("poll").inc()
             await send.send(Round.from_run(run, anyio.current_time(), api_now=self._clock.now()))
             return None
         if run.required_action_type not in (None, "submit_tool_outputs"):

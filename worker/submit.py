@@ -49,10 +49,15 @@ def expiry_deadline(round_: Round) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """What became of a round's submission, and when the API says to look at the run again."""
+    """What became of a round's submission, and when the API says to look at the run again.
+
+    ``next_run`` is the run as a streamed submission last showed it: waiting for its next
+    round, or ended. Without it, the run is looked at after ``poll_after_s`` (None: now).
+    """
 
     outcome: SubmitOutcome
     poll_after_s: float | None = None
+    next_run: Run | None = None
 
 
 class Submitter:
@@ -71,6 +76,7 @@ class Submitter:
         self._metrics = metrics
         self._window_s = window_s
         self._retry = retry or RetryPolicy(max_retries=0, base_s=0.5, cap_s=15.0)
+        self._stream_refused = False
 
     async def submit(self, round_: Round, outputs: Sequence[ToolOutput]) -> SubmitResult:
         """Submit every output in one request, and count and log what came of it."""
@@ -103,33 +109,56 @@ class Submitter:
             deadline = anyio.current_time() + self._window_s
         maybe_applied = False  # an attempt whose answer we never read may have been applied
         attempt = 0
+        stream = not self._stream_refused
         while anyio.current_time() < deadline:
+            error: ApiError | None = None
             try:
-                run = await self._client.submit_tool_outputs(
-                    round_.thread_id, round_.run_id, outputs, deadline=deadline
-                )
+                return await self._send(round_, outputs, deadline, stream=stream)
             except (RunNotActionable, NotFound) as exc:
                 # OpenAI refuses a run that moved on with 400, other servers with 404; the run
                 # itself says which it was.
-                maybe_applied = maybe_applied or (isinstance(exc, RunNotActionable) and (
-                    exc.after_lost_answer))
+                maybe_applied = maybe_applied or (
+                    isinstance(exc, RunNotActionable) and exc.after_lost_answer)
                 outcome = await self._read_back(round_, maybe_applied, refused=exc)
+                if outcome is SubmitOutcome.REJECTED and stream and self._client.can_stream:
+                    stream = False  # perhaps it is "stream" that was refused: once without
+                    continue
             except ApiError as exc:
                 maybe_applied = maybe_applied or _may_have_applied(exc)
                 if attempt == 0 or isinstance(exc, BadAnswer):
                     log.warning("submitting the round failed; keeping the outputs",
                                 error=str(exc), attempt=attempt + 1)
                 outcome = await self._read_back(round_, maybe_applied)
-            else:
-                hint_ms = run.poll_after_ms
-                return SubmitResult(SubmitOutcome.OK, None if hint_ms is None else hint_ms / 1000)
+                error = exc
             if outcome is not None:
                 return SubmitResult(outcome)
-            await anyio.sleep(min(self._retry.delay_s(attempt),
+            await anyio.sleep(min(self._retry.delay_s(attempt, error),
                                   max(deadline - anyio.current_time(), 0.0)))
             attempt += 1
         return SubmitResult(SubmitOutcome.EXPIRED if round_.expiry is not None
                             else SubmitOutcome.FAILED)
+
+    async def _send(
+        self, round_: Round, outputs: Sequence[ToolOutput], deadline: float, *, stream: bool
+    ) -> SubmitResult:
+        """One submission; streamed when allowed, so the next round comes without a poll."""
+        if stream and self._client.can_stream:
+            run = await self._client.submit_tool_outputs_streaming(
+                round_.thread_id, round_.run_id, outputs)
+            if run is None:  # accepted; the stream did not say what came next: look now
+                return SubmitResult(SubmitOutcome.OK, 0.0)
+            if run.wants_tool_outputs or run.status.is_terminal:
+                return SubmitResult(SubmitOutcome.OK, None, next_run=run)
+        else:
+            run = await self._client.submit_tool_outputs(
+                round_.thread_id, round_.run_id, outputs, deadline=deadline)
+            if not stream and not self._stream_refused and self._client.can_stream:
+                self._stream_refused = True
+                log.warning("the API refused a streamed submission but took a plain one; "
+                            "submitting without streams from now on")
+        # The answer is the run, now queued; its hint says when the model's next turn is due.
+        hint_ms = run.poll_after_ms
+        return SubmitResult(SubmitOutcome.OK, None if hint_ms is None else hint_ms / 1000)
 
     async def _read_back(
         self, round_: Round, maybe_applied: bool, *, refused: ApiError | None = None

@@ -115,3 +115,16 @@ async def test_until_idle_ends_even_when_the_budget_keeps_a_poll_waiting(sim: Si
     await run_worker(sim, threads, timeout_s=30, api={"max_requests_per_s": 150},
                      watch={"idle_poll_interval_s": 0.2})
     assert_each_round_submitted_once(sim, runs, [1] * 100)
+
+
+async def test_next_rounds_come_from_the_stream_not_from_polls() -> None:
+    """With streamed submissions, a run's rounds after the first are found without a poll."""
+    async with Simulator(api_key=SIM_KEY, thinking_s=0.05) as sim:
+        script = [calls(("add", {"a": r})) for r in range(4)]
+        threads, runs = start_runs(sim, [script] * 3)
+        worker = await run_worker(sim, threads, watch={"active_poll_interval_s": 5.0})
+        assert_each_round_submitted_once(sim, runs, [4] * 3)
+    sample = worker.metrics.registry.get_sample_value
+    assert sample("toolworker_rounds_found_total", {"by": "stream"}) == 9
+    assert sample("toolworker_rounds_found_total", {"by": "poll"}) == 3
+    assert sample("toolworker_streams_broken_total") == 0
