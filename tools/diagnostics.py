@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-import anyio.from_thread
 from pydantic import Field
 
 from worker import ToolContext, tool
@@ -33,13 +32,11 @@ async def sleep(
 @tool
 def describe_call(ctx: ToolContext) -> dict[str, str | float]:
     """Report the ids of this tool call and the seconds left before its deadline."""
-    # A sync handler runs in a worker thread; the deadline is on the event loop's clock.
-    now = anyio.from_thread.run_sync(anyio.current_time)
     ctx.log.info("describing the call")
     return {
         "thread_id": ctx.thread_id,
         "run_id": ctx.run_id,
         "tool_call_id": ctx.tool_call_id,
         "assistant_id": ctx.assistant_id,
-        "seconds_left": round(ctx.deadline - now, 1),
+        "seconds_left": round(ctx.seconds_left(), 1),
     }

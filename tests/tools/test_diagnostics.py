@@ -70,7 +70,7 @@ class TestDescribeCall:
         result = await call_tool(describe_call, {}, ctx=ctx)
         assert result.outcome == "ok", result.output
         data = json.loads(result.output)
-        assert data.pop("seconds_left") <= 30
+        assert 20 < data.pop("seconds_left") <= 30  # on the deadline's clock, not the wall's
         assert data == {
             "thread_id": "thread_abc",
             "run_id": "run_abc",
