@@ -11,7 +11,7 @@ import structlog
 from worker.config import Secret, Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
 collect_ignore = ["typing"]
 
@@ -90,15 +90,32 @@ class ServedApp:
         await self._runner.cleanup()
 
 
-async def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "condition") -> None:
-    """Wait until ``predicate()`` is true, checking every 10 ms; fail after ``timeout_s``."""
+async def wait_for(
+    predicate: Callable[[], object | Awaitable[object]],
+    *,
+    timeout_s: float = 10.0,
+    what: str = "condition",
+) -> None:
+    """Wait until ``predicate()`` (sync or async) is true, checking every 10 ms.
+
+    The one polling helper of the suite, for state with no event to wait on: a server's, the
+    simulator's, Redis's, another process's.
+
+    Raises:
+        AssertionError: ``predicate()`` was still false after ``timeout_s``.
+    """
+    import inspect
+
     import anyio
 
     with anyio.move_on_after(timeout_s):
-        # The condition may live in another task or process, so it is checked, not awaited.
-        while not predicate():  # noqa: ASYNC110
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
             await anyio.sleep(0.01)
-        return
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 

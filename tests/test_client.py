@@ -186,17 +186,22 @@ async def test_refused_connection_is_an_api_connection_error() -> None:
 
 async def test_slow_answer_is_an_api_timeout() -> None:
     """An answer slower than request_timeout_s raises ApiTimeout."""
+    client_gave_up = anyio.Event()
 
     async def handler(request: web.Request) -> web.Response:
-        await anyio.sleep(5)
+        # Held until the client has given up; the server's cleanup then need not wait for it.
+        await client_gave_up.wait()
         return web.json_response(run_json())
 
     async with (
         ServedApp(app_with(handler)) as server,
         make_client(server.url, retries=0, timeout_s=0.2) as client,
     ):
-        with pytest.raises(ApiTimeout, match="no answer within 0.2 s"):
-            await client.retrieve_run("thread_1", "run_1")
+        try:
+            with pytest.raises(ApiTimeout, match="no answer within 0.2 s"):
+                await client.retrieve_run("thread_1", "run_1")
+        finally:
+            client_gave_up.set()
 
 
 async def test_dropped_connection_is_retried() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
 
 import worker
 
@@ -31,6 +32,27 @@ def test_public_names_are_pinned() -> None:
     ]
     for name in worker.__all__:
         assert hasattr(worker, name)
+
+
+def test_nothing_public_is_exposed_outside_all() -> None:
+    """A name reachable as ``worker.<name>`` that looks public is in ``__all__``.
+
+    Submodules do not count: the import system sets ``worker.config`` and the rest as a side
+    effect of importing them, and each declares its own ``__all__``. Anything else, such as a
+    helper or a stray ``import json`` in ``worker/__init__.py``, is either exported or named
+    with a leading underscore.
+    """
+    for info in pkgutil.walk_packages(worker.__path__, "worker."):
+        if info.name != "worker.__main__":
+            importlib.import_module(info.name)  # so every submodule is an attribute, every time
+    exposed = {
+        name
+        for name, value in vars(worker).items()
+        if not name.startswith("_")
+        and not (isinstance(value, ModuleType) and value.__name__ == f"worker.{name}")
+        and type(value).__module__ != "__future__"  # `from __future__ import annotations`
+    }
+    assert sorted(exposed - set(worker.__all__)) == []
 
 
 def test_every_module_declares_all() -> None:

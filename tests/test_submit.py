@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from tests.conftest import first_submit_fault
+from tests.conftest import first_submit_fault, wait_for
 from tests.e2e.conftest import calls
 from worker.backends import build_profile
 from worker.budget import RetryPolicy
@@ -149,10 +149,9 @@ async def test_the_answer_carries_the_apis_poll_hint(client_for) -> None:
 
 
 async def sim_wait_for_round(sim: Simulator, run_id: str) -> None:
-    with anyio.fail_after(5):
-        # The simulator's runs move on its clock as they are read: checking is waiting.
-        while sim.run(run_id)["status"] != "requires_action":  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+    # The simulator's runs move on its clock as they are read: checking is waiting.
+    await wait_for(lambda: sim.run(run_id)["status"] == "requires_action", timeout_s=5,
+                   what=f"{run_id} to require action")
 
 
 async def two_round_run(sim: Simulator, client: ApiClient) -> Round:

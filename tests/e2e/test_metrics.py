@@ -57,15 +57,14 @@ async def test_counters_move_by_exactly_the_work_done(sim: Simulator) -> None:
         await wait_for(lambda: worker.server is not None and worker.server.port, what="server")
         scraped: dict[Any, float] = {}
 
-        def all_rounds_counted() -> bool:
+        async def all_rounds_counted() -> bool:
+            nonlocal scraped
+            status, text = await get(session, worker, "/metrics")
+            assert status == 200
+            scraped = samples(text)
             return scraped.get(("toolworker_rounds_submitted_total", (("outcome", "ok"),))) == 8
 
-        with anyio.fail_after(20):
-            while not all_rounds_counted():
-                status, text = await get(session, worker, "/metrics")
-                assert status == 200
-                scraped = samples(text)
-                await anyio.sleep(0.02)
+        await wait_for(all_rounds_counted, timeout_s=20, what="8 rounds in /metrics")
         worker.stop()
 
     def value(name: str, **labels: str) -> float | None:
