@@ -26,9 +26,10 @@ from .redis_connect import connect_redis
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
+    from .config import CoordinationSettings
     from .models import Round
 
-__all__ = ["ClaimStore", "Held", "LocalClaims", "RedisClaims"]
+__all__ = ["ClaimStore", "Held", "LocalClaims", "RedisClaims", "open_claim_store"]
 
 log = structlog.get_logger("worker.claims")
 
@@ -288,6 +289,20 @@ class RedisClaims(ClaimStore):
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+@asynccontextmanager
+async def open_claim_store(settings: CoordinationSettings, *, owner: str) -> AsyncIterator[ClaimStore]:
+    """The store ``[coordination]`` asks for, closed on the way out."""
+    store: ClaimStore = LocalClaims()
+    if settings.backend == "redis":
+        store = RedisClaims.from_url(settings.redis_url, owner=owner, lease_s=settings.lease_s,
+                                     prefix=settings.key_prefix)
+    try:
+        yield store
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
 
 
 @contextmanager

@@ -43,6 +43,12 @@ class Health:
         self._dependencies: dict[str, str | None] = {}
         self.draining = False
 
+    @classmethod
+    def for_interval(cls, idle_poll_interval_s: float) -> Health:
+        """Windows that fit a poll loop waking at least every ``idle_poll_interval_s``."""
+        return cls(window_s=max(3 * idle_poll_interval_s, 30.0),
+                   stall_s=3 * idle_poll_interval_s + 10)
+
     def api_answered(self) -> None:
         """The API answered a request (any answer that is not a refusal of the key or a 5xx)."""
         self._answered = self._clock()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["connect_redis"]
+__all__ = ["connect_redis", "replica_name"]
+
+
+def replica_name() -> str:
+    """This process among the replicas: host and pid, as the claims and the intake see it."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def connect_redis(url: str) -> Any:

@@ -1,0 +1,122 @@
+"""The path of one round: claim, dispatch, submit; and the next round when a stream brings it."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from .cancellation import unless_run_moves_on
+from .dispatch import Dispatcher
+from .errors import CoordinationError
+from .models import Round, SubmitOutcome
+from .submit import SubmitResult, Submitter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .claims import ClaimStore, Held
+    from .client import ApiClient
+    from .clock import ApiClock
+    from .config import Settings
+    from .metrics import Metrics
+    from .registry import Registry
+
+__all__ = ["Pipeline"]
+
+log = structlog.get_logger("worker.rounds")
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The stages a round passes through, wired once per run of the worker."""
+
+    client: ApiClient
+    claims: ClaimStore
+    dispatcher: Dispatcher
+    submitter: Submitter
+    clock: ApiClock
+    metrics: Metrics
+    cancel_check_interval_s: float
+    retry_claim_s: float  # when to look again at a round that could not be claimed
+
+    @classmethod
+    def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
+              settings: Settings, metrics: Metrics, clock: ApiClock) -> Pipeline:
+        """The stages as the settings configure them."""
+        return cls(
+            client, claims,
+            Dispatcher(registry, settings.tools, metrics,
+                       log_arguments=settings.logging.log_arguments),
+            Submitter(client, metrics, window_s=settings.tools.submit_window_s),
+            clock, metrics,
+            cancel_check_interval_s=settings.watch.cancel_check_interval_s,
+            retry_claim_s=settings.watch.active_poll_interval_s,
+        )
+
+    async def follow(
+        self, round_: Round, *, in_flight: set[Round], abandoned: list[Round],
+        draining: Callable[[], bool],
+    ) -> float | None:
+        """The round, then the run's next rounds while streams bring them.
+
+        Returns when the poller should look at the run again (None: now). ``in_flight`` holds
+        the round being taken; one cancelled half-way (a hurried shutdown) goes to
+        ``abandoned``.
+        """
+        current: Round | None = round_
+        next_poll_s: float | None = None
+        while current is not None:
+            in_flight.add(current)
+            try:
+                following, next_poll_s = await self.take(current, follow=not draining())
+            except anyio.get_cancelled_exc_class():
+                abandoned.append(current)
+                raise
+            finally:
+                in_flight.discard(current)
+            current = following
+        return next_poll_s
+
+    async def take(self, round_: Round, *, follow: bool) -> tuple[Round | None, float | None]:
+        """Claim, answer and submit one round.
+
+        Returns the run's next round when the submission's stream brought it (and ``follow``),
+        and otherwise when the poller should look at the run again (None: now).
+        """
+        with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
+            try:
+                async with self.claims.hold(round_) as held:
+                    if held is None:  # another replica (or a stale read) has it
+                        return None, self.retry_claim_s
+                    result = await self._answer(round_, held)
+                    held.outcome = result.outcome
+            except CoordinationError as exc:
+                log.warning("could not claim the round; trying again", error=str(exc))
+                return None, self.retry_claim_s
+        run = result.next_run
+        if run is None or not run.wants_tool_outputs or not follow:
+            return None, result.poll_after_s
+        self.metrics.rounds_found.labels("stream").inc()
+        return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
+
+    async def _answer(self, round_: Round, held: Held) -> SubmitResult:
+        """Dispatch (unless outputs were kept from an earlier try), then submit."""
+        outputs = held.saved
+        if outputs is None:
+            answered = await unless_run_moves_on(
+                functools.partial(self.dispatcher.run, round_), self.client, round_,
+                interval_s=self.cancel_check_interval_s,
+            )
+            if isinstance(answered, SubmitOutcome):
+                self.submitter.record_abandoned(round_, answered)
+                return SubmitResult(answered)
+            outputs = answered
+            await held.keep(outputs)
+        else:
+            log.info("submitting outputs kept from an earlier try; the handlers do not run")
+        return await self.submitter.submit(round_, outputs)
