@@ -13,8 +13,8 @@ from worker import ToolContext, tool
 from worker.config import ToolsSettings
 from worker.dispatch import Dispatcher
 from worker.metrics import Metrics
-from worker.models import Round, ToolCall
-from worker.registry import Registry
+from worker.models import CallOutcome, Round, ToolCall
+from worker.registry import Registry, tool_spec
 from worker.testing import call_tool, capture_logs, fake_context
 
 
@@ -261,3 +261,48 @@ async def test_a_process_tool_that_overruns_times_out() -> None:
     # The process is killed, not abandoned like a thread.
     assert metrics.registry.get_sample_value(
         "toolworker_abandoned_threads_total", {"tool": "cpu_spin"}) is None
+
+
+@tool(name="x", timeout=60)
+async def x_long() -> str:
+    """Wants a minute."""
+    return "ran"
+
+
+@tool(name="x", timeout=1)
+async def x_short() -> str:
+    """Wants a second."""
+    return "ran"
+
+
+def registry_of(fn: object) -> Registry:
+    spec = tool_spec(fn)  # type: ignore[arg-type]
+    assert spec is not None
+    return Registry([spec])
+
+
+def expiring_round(expires_in_s: float) -> Round:
+    now = anyio.current_time()
+    return Round("thread_1", "run_1", "asst_1", None, (ToolCall("call_0", "x", "{}"),),
+                 detected_at=now, expiry=now + expires_in_s)
+
+
+async def test_a_short_handler_runs_in_the_margin_before_expiry() -> None:
+    """With the run expiring in 3 s and a 5 s margin, a tool whose 1 s timeout still fits
+    before expiry (less the submit reserve) runs and answers."""
+    dispatcher = Dispatcher(registry_of(x_short), ToolsSettings(deadline_margin_s=5),
+                            Metrics())
+    (output,) = await dispatcher.run(expiring_round(3.0))
+    assert (output.outcome, output.output) == ("ok", "ran")
+
+
+async def test_a_long_handler_is_not_run_when_the_run_expires_first() -> None:
+    """With the run expiring in 3 s, a tool that wants 60 s is not run, and says why."""
+    metrics = Metrics()
+    dispatcher = Dispatcher(registry_of(x_long), ToolsSettings(deadline_margin_s=5),
+                            metrics)
+    (output,) = await dispatcher.run(expiring_round(3.0))
+    assert output.outcome == CallOutcome.NOT_RUN
+    assert output.output == "Error: the run expires in 3 s; the tool 'x' was not run."
+    assert metrics.registry.get_sample_value(
+        "toolworker_tool_calls_total", {"tool": "x", "outcome": "not_run"}) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -243,3 +243,49 @@ async def test_a_server_that_will_not_stream_is_submitted_to_plainly(client_for)
             assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
             assert submitter._stream_refused
     assert applied == [{"tool_outputs": [{"tool_call_id": "call_1", "output": "ok"}]}]
+
+
+# A server that answers a late submission with 404 instead of 400 (#13.3).
+LATE_404 = ("late_submit_404",)
+
+
+@pytest.mark.parametrize(("quirks", "status"), [((), 400), (LATE_404, 404)])
+async def test_a_late_submission_is_already_submitted_whatever_the_refusal(
+    client_for: Any, quirks: tuple[str, ...], status: int
+) -> None:
+    """Someone else's outputs were taken first: a 400, or another server's 404, is counted
+    already_submitted after reading the run back, never failed or rejected."""
+    async with Simulator(api_key=KEY, quirks=quirks) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        assert (await Submitter(client, Metrics()).submit(round_, outputs_for(round_))).outcome == "ok"
+        submitter = Submitter(client, Metrics())
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "already_submitted"
+        for outcome in ("failed", "rejected"):
+            assert rounds_total(submitter, outcome) is None
+    assert [s.status for s in sim.submissions] == [200, status]
+
+
+async def test_a_lost_answer_then_404_counts_as_ok(client_for: Any) -> None:
+    """The connection drops after the server applied the outputs; its 404 to the retry means
+    ours were taken: ok."""
+    plan = first_submit_fault(FaultRule(p_drop_after=0.5), "drop_after")
+    async with Simulator(api_key=KEY, faults=plan, quirks=LATE_404) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        submitter = Submitter(client, Metrics())
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
+        assert rounds_total(submitter, "failed") is None
+    assert [s.status for s in sim.submissions] == [200, 404]
+
+
+async def test_a_cancelled_run_answering_404_is_counted_as_cancelled(client_for: Any) -> None:
+    """A run cancelled before the outputs arrive, on a server that says 404: cancelled."""
+    async with Simulator(api_key=KEY, quirks=LATE_404) as sim:
+        client = await client_for(sim)
+        round_ = await ready_round(sim, client)
+        await client.cancel_run(round_.thread_id, round_.run_id)
+        submitter = Submitter(client, Metrics())
+        assert (await submitter.submit(round_, outputs_for(round_))).outcome == "cancelled"
+        assert rounds_total(submitter, "rejected") is None
+    assert [s.status for s in sim.submissions] == [404]

@@ -76,18 +76,24 @@ class ApiClient:
         self._clock = clock
         self._health = health
         self._session: aiohttp.ClientSession | None = None
+        self._background: aiohttp.ClientSession | None = None
         self._lasting_reported: set[str] = set()
         self._streams_open = 0
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(
+        # Two pools: polls of idle and announced threads, which may hang by the hundred, can
+        # never hold the connections that active runs and submissions wait for.
+        self._session, self._background = self._new_session(), self._new_session()
+        return self
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._settings.max_connections),
             timeout=aiohttp.ClientTimeout(
                 total=self._settings.request_timeout_s, connect=self._settings.connect_timeout_s
             ),
             json_serialize=json.dumps,
         )
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -95,9 +101,10 @@ class ApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._background):
+            if session is not None:
+                await session.close()
+        self._session = self._background = None
         await self._profile.aclose()
 
     async def retrieve_run(
@@ -306,7 +313,7 @@ class ApiClient:
             await self.budget.acquire(lane)
             try:
                 return await self._request_once(
-                    method, endpoint, path, params, body, deadline, timeout_s
+                    method, endpoint, path, params, body, deadline, timeout_s, lane
                 )
             except ApiError as error:
                 self._count_error(endpoint, error)
@@ -349,8 +356,10 @@ class ApiClient:
         body: dict[str, Any] | None,
         deadline: float | None,
         timeout_s: float | None,
+        lane: Lane,
     ) -> Answer:
-        if self._session is None:
+        session = self._background if lane >= Lane.ANNOUNCED else self._session
+        if session is None:
             raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
         timeout_s = timeout_s or self._settings.request_timeout_s
         if deadline is not None:
@@ -360,7 +369,7 @@ class ApiClient:
         query = self._profile.query()
         try:
             with translate_errors(endpoint, timeout_s):
-                async with self._session.request(
+                async with session.request(
                     method,
                     self._profile.url(path),
                     params={**query, **params} if params else query,

@@ -47,20 +47,27 @@ def start_runs(sim: Simulator, scripts: Sequence[list[list[ToolCallScript]]],
     return threads, runs
 
 
+def make_worker(base_url: str, threads: Sequence[str], *,
+                modules: Sequence[str] = ("tests.handlers.sample",),
+                **sections: dict[str, Any]) -> Worker:
+    """A Worker for the API at ``base_url`` with fast test polling; sections override."""
+    watch = {"threads": list(threads), "active_poll_interval_s": 0.02,
+             "idle_poll_interval_s": 0.2, **sections.pop("watch", {})}
+    settings = make_settings(
+        api={"base_url": base_url, "max_requests_per_s": 0, **sections.pop("api", {})},
+        watch=watch,
+        tools={"modules": list(modules), **sections.pop("tools", {})},
+        server=sections.pop("server", {"enabled": False}),
+        **sections,
+    )
+    return Worker(settings, Registry.from_modules(settings.tools.modules))
+
+
 async def run_worker(sim: Simulator, threads: Sequence[str], *, timeout_s: float = 30,
                      modules: Sequence[str] = ("tests.handlers.sample",),
                      **sections: dict[str, Any]) -> Worker:
     """Run a Worker until no watched thread has an active run; fail past ``timeout_s``."""
-    watch = {"threads": list(threads), "active_poll_interval_s": 0.02,
-             "idle_poll_interval_s": 0.2, **sections.pop("watch", {})}
-    settings = make_settings(
-        api={"base_url": sim.base_url, "max_requests_per_s": 0, **sections.pop("api", {})},
-        watch=watch,
-        tools={"modules": list(modules), **sections.pop("tools", {})},
-        server={"enabled": False},
-        **sections,
-    )
-    worker = Worker(settings, Registry.from_modules(settings.tools.modules))
+    worker = make_worker(sim.base_url, threads, modules=modules, **sections)
     with anyio.fail_after(timeout_s):
         await worker.run(until_idle=True)
     return worker
