@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-scale clean
+.PHONY: demo test lint typecheck check bench bench-scale image-test clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3.11 or python3 on PATH)"; exit 1; }
@@ -32,6 +32,9 @@ bench: $(STAMP)  ## tool-worker vs two openai-SDK baselines against the simulato
 
 bench-scale: $(STAMP)  ## 10,000 watched threads under one request budget
 	$(BIN)/python -m tests.benchmarks.scale $(BENCH_ARGS)
+
+image-test: $(STAMP)  ## build the image on a bootstrapped Debian base and run it with podman (root)
+	deploy/ci/image-test
 
 check: lint typecheck test
 

@@ -161,8 +161,11 @@ def test_dockerfile_runs_the_worker_as_specified() -> None:
     """Two stages, a slim non-root runtime, and the entrypoint, port, probe and signal."""
     stages = _instruction("FROM")
     assert len(stages) == 2
-    assert stages[0].endswith(" AS builder")
-    assert stages[-1] == "python:3.11-slim"
+    assert stages == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE}"]
+    # Before the first FROM: python:3.11-slim unless the build names another base.
+    assert _dockerfile().index(("ARG", "BASE_IMAGE=python:3.11-slim")) < _dockerfile().index(
+        ("FROM", stages[0])
+    )
     assert not [run for run in _instruction("RUN") if "[dev]" in run or "requirements" in run]
     (user,) = _instruction("USER")
     assert user.split(":")[0] == str(CONTAINER_UID)
