@@ -18,11 +18,12 @@ import anyio
 import pytest
 
 from tests.deploy.live import LOOPBACK, free_port, get, wait_for
+from tests.redis_server import RedisServer
 from worker.config import ServerSettings, ShutdownSettings
 from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 pytestmark = [pytest.mark.live, pytest.mark.no_blockbuster, pytest.mark.timeout(240)]
@@ -56,7 +57,8 @@ async def podman(*args: str, check: bool = True) -> str:
 class Container:
     """The worker image running with the flags deploy/README.md recommends."""
 
-    def __init__(self, sim: Simulator, threads: list[str], key_file: Path) -> None:
+    def __init__(self, sim: Simulator, threads: list[str], key_file: Path,
+                 **env: str) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.name = f"tool-worker-image-test-{os.getpid()}-{self.port}"
@@ -68,6 +70,7 @@ class Container:
             "TOOL_WORKER__WATCH__THREADS": json.dumps(threads),
             "TOOL_WORKER__WATCH__ACTIVE_POLL_INTERVAL_S": "0.1",
             "TOOL_WORKER__WATCH__IDLE_POLL_INTERVAL_S": "0.5",
+            **env,
         }
         self._key_file = key_file
 
@@ -186,3 +189,48 @@ async def _check_drain_on_stop(sim: Simulator, container: Container, assistant_i
     slept, echoed = (output for _, output in submission.tool_outputs)
     assert json.loads(slept) == {"slept_s": 3}
     assert echoed == "drained"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_replicas_of_the_image_share_rounds_through_redis(
+    sim: Simulator, key_file: Path, redis: RedisServer
+) -> None:
+    """Two containers on the same thread with [coordination] backend = "redis": each round once."""
+    assistant_id = sim.create_assistant(name="image-test-replicas")
+    thread_id = sim.create_thread()
+    rounds = [calls(("echo", {"text": f"round {i}"}), ("sleep", {"seconds": 0.3}))
+              for i in range(4)]
+    run_id = sim.create_run(thread_id, assistant_id, rounds=rounds)
+    redis_url = redis.url.replace(LOOPBACK, HOST_LOOPBACK_FROM_CONTAINER)
+    replicas = [
+        Container(sim, [thread_id], key_file, TOOL_WORKER__COORDINATION__BACKEND="redis",
+                  TOOL_WORKER__COORDINATION__REDIS_URL=redis_url)
+        for _ in range(2)
+    ]
+    try:
+        for replica in replicas:
+            await replica.start()
+
+        async def completed() -> bool | None:
+            return True if sim.run(run_id)["status"] == "completed" else None
+
+        await wait_for(completed, "the four rounds to be answered", timeout_s=60)
+        accepted = sim.accepted_submissions(run_id)
+        assert [dict(s.tool_outputs) and next(iter(dict(s.tool_outputs).values()))
+                for s in accepted] == [f"round {i}" for i in range(4)]
+        # The replica that lost a claim never ran the handlers, so it never submitted.
+        assert len([s for s in sim.state.submissions if s.run_id == run_id]) == len(rounds)
+    except BaseException:
+        for replica in replicas:
+            print(await replica.logs())  # noqa: T201 - the workers' logs, for a red CI
+        raise
+    finally:
+        for replica in replicas:
+            await replica.aclose()
