@@ -34,7 +34,7 @@ bench-scale: $(STAMP)  ## 10,000 watched threads under one request budget
 	$(BIN)/python -m tests.benchmarks.scale $(BENCH_ARGS)
 
 image-test: $(STAMP)  ## build the image on a bootstrapped Debian base and run it with podman (root)
-	deploy/ci/image-test
+	PYTHON=$(BIN)/python deploy/ci/image-test
 
 prometheus-test: $(STAMP)  ## a real Prometheus scrapes a worker: targets, queries, an alert firing
 	$(BIN)/pytest -m live tests/deploy/test_prometheus.py
