@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-scale clean
+.PHONY: demo test lint typecheck check bench bench-scale image-test prometheus-test clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3.11 or python3 on PATH)"; exit 1; }
@@ -25,13 +25,19 @@ lint: $(STAMP)  ## ruff, the import contracts
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)  ## mypy --strict on the package, the tools and the typed examples
-	$(BIN)/mypy --strict worker tools tests/typing/handlers.py
+	$(BIN)/mypy --strict worker tools tests/typing/handlers.py tests/deploy
 
 bench: $(STAMP)  ## tool-worker vs two openai-SDK baselines against the simulator (BENCH_ARGS=--quick)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
 bench-scale: $(STAMP)  ## 10,000 watched threads under one request budget
 	$(BIN)/python -m tests.benchmarks.scale $(BENCH_ARGS)
+
+image-test: $(STAMP)  ## build the image on a bootstrapped Debian base and run it with podman (root)
+	PYTHON=$(BIN)/python deploy/ci/image-test
+
+prometheus-test: $(STAMP)  ## a real Prometheus scrapes a worker: targets, queries, an alert firing
+	$(BIN)/pytest -m live tests/deploy/test_prometheus.py
 
 check: lint typecheck test
 

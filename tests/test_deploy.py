@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -24,12 +25,15 @@ from worker.config import ServerSettings, ShutdownSettings, load_config
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKER = DEPLOY / "docker"
-KUBE = DEPLOY / "kubernetes"
+KUBERNETES = DEPLOY / "kubernetes"
+KUBE = KUBERNETES / "base"
+REPLICAS_OVERLAY = KUBERNETES / "overlays" / "redis-replicas"
 UNIT = DEPLOY / "systemd" / "tool-worker.service"
 
 PORT = ServerSettings().port
 DRAIN_S = ShutdownSettings().drain_timeout_s
 CONFIG_PATH = "/etc/tool-worker/worker.toml"
+KEY_FILE = "/run/secrets/tool-worker/api-key"
 HANDLERS_DIR = "/opt/tool-worker/handlers"
 CONTAINER_UID = 10001
 # Inside a container or a pod the worker must listen beyond loopback.
@@ -93,15 +97,44 @@ def _manifests() -> dict[str, dict[str, Any]]:
     return objects
 
 
+def _manifests_by_file() -> dict[str, dict[str, Any]]:
+    return {p.name: yaml.safe_load(p.read_text(encoding="utf-8"))
+            for p in KUBE.glob("*.yaml") if p.name != "kustomization.yaml"}
+
+
 def _container() -> dict[str, Any]:
     (container,) = _manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
     return dict(container)
 
 
 def _configmap_toml(tmp_path: Path) -> Path:
+    """The ConfigMap's worker.toml, its api_key_file moved to a key file under ``tmp_path``."""
+    text = _manifests()["ConfigMap"]["data"]["worker.toml"]
+    assert f'api_key_file = "{KEY_FILE}"' in text
+    key = tmp_path / "api-key"
+    key.write_text("sk-test\n", encoding="utf-8")
     path = tmp_path / "worker.toml"
-    path.write_text(_manifests()["ConfigMap"]["data"]["worker.toml"], encoding="utf-8")
+    path.write_text(text.replace(KEY_FILE, str(key)), encoding="utf-8")
     return path
+
+
+def _example(path: Path) -> bool:
+    """secret.example.yaml and the like: shipped to copy, never applied by the kustomization."""
+    return path.name.endswith(".example.yaml")
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize` renders for ``directory``; skips without kubectl."""
+    kubectl = _tool("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    result = _run(kubectl, "kustomize", str(directory))
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _by_kind_and_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
 def _compose() -> dict[str, Any]:
@@ -161,8 +194,11 @@ def test_dockerfile_runs_the_worker_as_specified() -> None:
     """Two stages, a slim non-root runtime, and the entrypoint, port, probe and signal."""
     stages = _instruction("FROM")
     assert len(stages) == 2
-    assert stages[0].endswith(" AS builder")
-    assert stages[-1] == "python:3.11-slim"
+    assert stages == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE}"]
+    # Before the first FROM: python:3.11-slim unless the build names another base.
+    assert _dockerfile().index(("ARG", "BASE_IMAGE=python:3.11-slim")) < _dockerfile().index(
+        ("FROM", stages[0])
+    )
     assert not [run for run in _instruction("RUN") if "[dev]" in run or "requirements" in run]
     (user,) = _instruction("USER")
     assert user.split(":")[0] == str(CONTAINER_UID)
@@ -180,7 +216,9 @@ def test_dockerfile_runs_the_worker_as_specified() -> None:
 def test_compose_wires_worker_simulator_redis_and_prometheus() -> None:
     """The worker talks to the simulator with its key, and Prometheus scrapes the worker."""
     services = _compose()["services"]
-    assert set(services) == {"worker", "simulator", "redis", "prometheus"}
+    assert set(services) == {"worker", "simulator", "redis", "prometheus", "workers"}
+    # The default stack is one worker; Redis comes with the replicas, which need it.
+    assert {name for name, s in services.items() if "profiles" in s} == {"workers", "redis"}
     worker, simulator = services["worker"], services["simulator"]
     for service in (worker, simulator):
         assert (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
@@ -209,6 +247,26 @@ def test_compose_wires_worker_simulator_redis_and_prometheus() -> None:
     assert [f"worker:{PORT}"] == [t for c in job["static_configs"] for t in c["targets"]]
 
 
+def test_compose_replicas_profile_shares_claims_in_its_redis() -> None:
+    """Profile `replicas`: three workers like `worker`, with claims in the compose Redis."""
+    services = _compose()["services"]
+    workers, worker, redis = services["workers"], services["worker"], services["redis"]
+    assert workers["profiles"] == redis["profiles"] == ["replicas"]
+    assert workers["deploy"]["replicas"] == 3
+    assert "ports" not in workers  # three replicas cannot publish one host port
+    assert workers["image"] == worker["image"]
+    assert workers["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Compose fills ${VAR:-default} from the shell; here, with the defaults.
+    environ = {k: re.sub(r"\$\{\w+:-(.*)\}", r"\1", v) for k, v in workers["environment"].items()}
+    settings = load_config(DOCKER / "worker.toml", environ=environ)
+    assert settings.coordination.backend == "redis"
+    assert urlsplit(settings.coordination.redis_url).hostname == "redis"
+    for key in ("volumes", "read_only", "cap_drop", "stop_signal", "stop_grace_period"):
+        assert workers[key] == worker[key], key
+    shared = {k: v for k, v in workers["environment"].items() if "COORDINATION" not in k}
+    assert shared == worker["environment"]
+
+
 def test_deployment_probes_port_config_and_key() -> None:
     """The pod exposes the port as `metrics`, probes /healthz and /readyz, and mounts the config."""
     objects = _manifests()
@@ -227,12 +285,17 @@ def test_deployment_probes_port_config_and_key() -> None:
     assert Path(CONFIG_PATH).name in objects["ConfigMap"]["data"]
     assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the writable /tmp of the pod
 
-    (env,) = container["env"]
+    # The key is a mounted file that [api] api_key_file names, never an environment variable.
+    assert "env" not in container
+    assert f'api_key_file = "{KEY_FILE}"' in objects["ConfigMap"]["data"]["worker.toml"]
+    key_volume = volumes[mounts[str(Path(KEY_FILE).parent)]]
     secret = objects["Secret"]
-    assert env["name"] == "OPENAI_API_KEY"
-    assert env["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
-    assert env["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"]
-    assert "REPLACE" in secret["stringData"][env["valueFrom"]["secretKeyRef"]["key"]]
+    assert key_volume["secret"]["secretName"] == secret["metadata"]["name"]
+    (item,) = key_volume["secret"]["items"]
+    assert item["path"] == Path(KEY_FILE).name
+    assert "REPLACE" in secret["stringData"][item["key"]]
+    assert key_volume["secret"]["defaultMode"] == 0o440  # the pod's fsGroup reads it, no one else
+    assert pod["securityContext"]["fsGroup"] == CONTAINER_UID
 
 
 def test_deployment_is_locked_down_and_sized() -> None:
@@ -279,11 +342,12 @@ def test_service_monitor_and_budget_select_the_pod() -> None:
     assert "minAvailable" not in budget
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    """kustomization.yaml applies every manifest of the folder, and names the image."""
+def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
+    """base/kustomization.yaml applies every manifest but secret.example.yaml, and names the image."""
     kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text(encoding="utf-8"))
-    files = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    files = {p.name for p in KUBE.glob("*.yaml") if not _example(p)} - {"kustomization.yaml"}
     assert sorted(kustomization["resources"]) == sorted(files)
+    assert "Secret" not in {_manifests_by_file()[name]["kind"] for name in files}
     assert [i["name"] for i in kustomization["images"]] == [_container()["image"]]
 
 
@@ -371,17 +435,85 @@ def test_kubernetes_validate_passes_every_manifest() -> None:
 
 
 def test_kustomize_builds_the_whole_set() -> None:
-    """`kubectl kustomize` renders every object, with the image tag of the kustomization."""
-    kubectl = _tool("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    result = _run(kubectl, "kustomize", str(KUBE))
-    assert result.returncode == 0, result.stderr
-    rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert sorted(d["kind"] for d in rendered) == sorted(_manifests())
+    """`kubectl kustomize` renders every object but the Secret, with the kustomization's tag."""
+    rendered = _kustomize(KUBE)
+    assert sorted(d["kind"] for d in rendered) == sorted(set(_manifests()) - {"Secret"})
+    assert _kustomize(KUBERNETES) == rendered  # deploy/kubernetes is the base, unchanged
     (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "tool-worker:0.1.0"
+
+
+def test_network_policy_admits_prometheus_and_the_namespace_on_the_port() -> None:
+    """Only Prometheus' pods and this namespace's pods reach the worker's one port."""
+    objects = _manifests()
+    policy = objects["NetworkPolicy"]["spec"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    prometheus, namespace = policy["ingress"]
+    for rule in (prometheus, namespace):
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    (source,) = prometheus["from"]
+    assert set(source) == {"namespaceSelector", "podSelector"}  # both: Prometheus' pods only
+    assert source["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "prometheus"
+    assert namespace["from"] == [{"podSelector": {}}]  # no namespaceSelector: this one only
+
+
+def test_redis_overlay_runs_three_replicas_that_share_claims(tmp_path: Path) -> None:
+    """overlays/redis-replicas: three pods, claims in its Redis, a budget that keeps two up."""
+    objects = _by_kind_and_name(_kustomize(REPLICAS_OVERLAY))
+    deployment = objects["Deployment", "tool-worker"]["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"]["type"] == "RollingUpdate"
+    (container,) = deployment["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert set(env) == {"TOOL_WORKER__COORDINATION__BACKEND", "TOOL_WORKER__COORDINATION__REDIS_URL"}
+
+    # The worker reads that environment over the ConfigMap's file as it would in the pod.
+    settings = load_config(_configmap_toml(tmp_path), environ=env)
+    assert settings.coordination.backend == "redis"
+    redis_url = urlsplit(settings.coordination.redis_url)
+    service = objects["Service", "tool-worker-redis"]
+    assert redis_url.hostname == service["metadata"]["name"]
+    (port,) = service["spec"]["ports"]
+    assert redis_url.port == port["port"]
+    redis = objects["Deployment", "tool-worker-redis"]["spec"]
+    redis_labels = redis["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= redis_labels.items()
+    assert redis["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    (redis_container,) = redis["template"]["spec"]["containers"]
+    assert redis_container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert redis_container["ports"][0]["name"] == port["targetPort"]
+
+    budget = objects["PodDisruptionBudget", "tool-worker"]["spec"]
+    assert "maxUnavailable" not in budget
+    assert 1 <= budget["minAvailable"] < deployment["replicas"]  # a drain can still proceed
+
+    # Redis admits the worker pods only; the workers' own policy is the base's.
+    policy = objects["NetworkPolicy", "tool-worker-redis"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    worker_labels = deployment["template"]["metadata"]["labels"]
+    assert source["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert not source["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert ("NetworkPolicy", "tool-worker") in objects
+
+
+def test_kubernetes_validate_passes_the_rendered_overlay(tmp_path: Path) -> None:
+    """The overlay, rendered, passes kubernetes-validate --strict like the base does."""
+    validate = _tool("kubernetes-validate")
+    if validate is None:
+        pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
+    rendered = tmp_path / "redis-replicas.yaml"
+    rendered.write_text(yaml.safe_dump_all(_kustomize(REPLICAS_OVERLAY)), encoding="utf-8")
+    result = _run(validate, "--strict", str(rendered))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith(("ERROR", "FATAL"))], lines
+    warnings = [line for line in lines if line.startswith("WARN")]
+    assert all(any(f"kind {kind} " in line for kind in CUSTOM_KINDS) for line in warnings), warnings
 
 
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
