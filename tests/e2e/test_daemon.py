@@ -106,7 +106,7 @@ async def test_a_failed_submission_is_sent_again_without_running_the_handlers() 
     sample = worker.metrics.registry.get_sample_value
     assert sample("toolworker_tool_calls_total", {"tool": "add", "outcome": "ok"}) == 1
     assert sample("toolworker_rounds_submitted_total", {"outcome": "ok"}) == 1
-    assert sample("toolworker_rounds_submitted_total", {"outcome": "failed"}) is None
+    assert sample("toolworker_rounds_submitted_total", {"outcome": "failed"}) == 0
 
 
 async def test_until_idle_ends_even_when_the_budget_keeps_a_poll_waiting(sim: Simulator) -> None:
