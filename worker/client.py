@@ -332,10 +332,18 @@ async def _read_capped(endpoint: str, response: aiohttp.ClientResponse, cap: int
     if declared is not None and declared > cap:
         raise BadAnswer(endpoint, f"the answer is {declared} bytes, over [api] "
                                   f"max_response_bytes = {cap}")
-    payload = await response.content.read(cap + 1)
-    if len(payload) > cap:
+    # read(n) returns what has arrived so far, up to n: loop until the end or past the cap.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = await response.content.read(cap + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > cap:
         raise BadAnswer(endpoint, f"the answer is over [api] max_response_bytes = {cap}")
-    return payload
+    return b"".join(chunks)
 
 
 @contextmanager
