@@ -395,7 +395,7 @@ def _items(endpoint: str, data: dict[str, Any]) -> list[Any]:
 def _decode(endpoint: str, payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         start = payload[:40].decode("utf-8", "replace")
         raise BadAnswer(endpoint, f"not JSON, it starts {start!r}") from None
     if not isinstance(data, dict):
@@ -426,7 +426,7 @@ def _error_fields(payload: bytes) -> tuple[str, str | None]:
         error = json.loads(payload).get("error") or {}
         code = error.get("code")
         return str(error.get("message") or "no message")[:500], code if isinstance(code, str) else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return payload[:200].decode("utf-8", "replace") or "no message", None
 
 
