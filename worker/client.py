@@ -317,7 +317,9 @@ class ApiClient:
         if self._health is not None:
             self._health.api_answered()
         hint = response.headers.get("openai-poll-after-ms", "")
-        return Answer(data, int(hint) if hint.isdigit() and len(hint) < 10 else None)
+        # isascii: "²".isdigit() is True, and int("²") a ValueError.
+        plain = hint.isascii() and hint.isdigit() and len(hint) < 10
+        return Answer(data, int(hint) if plain else None)
 
 
 # Refusals that still show the API is reachable and takes the key.
