@@ -117,7 +117,7 @@ class ApiClient:
             ids.path("/threads/{thread_id}/runs/{run_id}", thread_id=thread_id, run_id=run_id),
             lane=lane, retries=retries, timeout_s=timeout_s,
         )
-        return _run("retrieve_run", answer.data, answer.poll_after_ms)
+        return _run("retrieve_run", answer.data, answer.poll_after_ms, thread_id, run_id)
 
     async def list_runs(
         self, thread_id: str, *, limit: int = 1, order: str = "desc", lane: Lane = Lane.ACTIVE,
@@ -130,7 +130,7 @@ class ApiClient:
             timeout_s=timeout_s,
         )
         items = _items("list_runs", answer.data)
-        return [_run("list_runs", item, answer.poll_after_ms) for item in items]
+        return [_run("list_runs", item, answer.poll_after_ms, thread_id) for item in items]
 
     async def submit_tool_outputs(
         self,
@@ -154,7 +154,7 @@ class ApiClient:
             body=body,
             deadline=deadline,
         )
-        return _run("submit_tool_outputs", answer.data, answer.poll_after_ms)
+        return _run("submit_tool_outputs", answer.data, answer.poll_after_ms, thread_id, run_id)
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None
@@ -210,7 +210,7 @@ class ApiClient:
             "POST", "cancel_run",
             ids.path("/threads/{thread_id}/runs/{run_id}/cancel", thread_id=thread_id, run_id=run_id),
         )
-        return _run("cancel_run", answer.data, answer.poll_after_ms)
+        return _run("cancel_run", answer.data, answer.poll_after_ms, thread_id, run_id)
 
     async def _request(
         self,
@@ -379,11 +379,18 @@ def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     return str(exc.os_error.strerror or exc.os_error)
 
 
-def _run(endpoint: str, data: object, poll_after_ms: int | None) -> Run:
+def _run(endpoint: str, data: object, poll_after_ms: int | None, thread_id: str,
+         run_id: str | None = None) -> Run:
+    """The run in ``data``, which must be ``run_id`` (any run, when None) of ``thread_id``."""
     try:
         run = Run.from_json(data)
     except ValueError as exc:  # Malformed, or InvalidId for an id no API issues
         raise BadAnswer(endpoint, str(exc)) from None
+    if run.thread_id != thread_id or run_id not in (None, run.id):
+        # A gateway that mixes up answers (a cache keyed wrongly): acting on it would answer
+        # another thread's round and leave this thread's watch waiting forever.
+        raise BadAnswer(endpoint, f"it is run {run.id!r} of thread {run.thread_id!r}, not "
+                                  f"{run_id or 'a run'!r} of thread {thread_id!r} as asked")
     return replace(run, poll_after_ms=poll_after_ms) if poll_after_ms is not None else run
 
 
