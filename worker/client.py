@@ -169,7 +169,8 @@ class ApiClient:
         answer = await self._request(
             "GET", "list_threads", "/threads", params=params, lane=Lane.IDLE
         )
-        found = [item.get("id") for item in _items("list_threads", answer.data)]
+        found = [item.get("id") if isinstance(item, dict) else None
+                 for item in _items("list_threads", answer.data)]
         thread_ids = [thread_id for thread_id in found if ids.is_valid_id(thread_id)]
         if len(thread_ids) < len(found):
             log.warning("the thread listing holds ids no API issues; skipping them",
