@@ -195,7 +195,7 @@ class ApiClient:
             "GET", "retrieve_assistant",
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
         )
-        return answer.data
+        return _assistant("retrieve_assistant", answer.data)
 
     async def modify_assistant(self, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change the fields of the assistant given in ``body``; returns the updated assistant."""
@@ -204,7 +204,7 @@ class ApiClient:
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
             body=body,
         )
-        return answer.data
+        return _assistant("modify_assistant", answer.data)
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
         answer = await self._request(
@@ -393,6 +393,22 @@ def _run(endpoint: str, data: object, poll_after_ms: int | None, thread_id: str,
         raise BadAnswer(endpoint, f"it is run {run.id!r} of thread {run.thread_id!r}, not "
                                   f"{run_id or 'a run'!r} of thread {thread_id!r} as asked")
     return replace(run, poll_after_ms=poll_after_ms) if poll_after_ms is not None else run
+
+
+def _assistant(endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` if it has the shape tool sync reads: an id, and tools a list of objects."""
+    if not ids.is_valid_id(data.get("id")):
+        raise BadAnswer(endpoint, f"the assistant's id is {str(data.get('id'))[:40]!r}")
+    tools = data.get("tools") or []
+    if not isinstance(tools, list) or not all(isinstance(item, dict) for item in tools):
+        raise BadAnswer(endpoint, "the assistant's tools are not a list of objects")
+    for item in tools:
+        function = item.get("function")
+        if item.get("type") == "function" and not (
+            isinstance(function, dict) and isinstance(function.get("name"), str)
+        ):
+            raise BadAnswer(endpoint, "a function tool of the assistant has no function name")
+    return data
 
 
 def _items(endpoint: str, data: dict[str, Any]) -> list[Any]:
