@@ -408,3 +408,27 @@ def test_any_date_header_leaves_the_clock_finite(date: str) -> None:
     clock = ApiClock()
     clock.observe(date, 1_700_000_000.0)
     assert math.isfinite(clock.offset_s)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer"),
+    [
+        ("retrieve_run", run_json(id=42)),
+        ("retrieve_run", run_json(thread_id="thread_2")),
+        ("list_runs", {"data": [run_json(status=["x"])]}),
+        ("list_runs", {"data": None}),
+        ("submit_tool_outputs", run_json(expires_at="soon")),
+        ("cancel_run", run_json(required_action="x")),
+        ("list_threads", {"data": "thread_1"}),
+        ("retrieve_assistant", assistant_json(tools=7)),
+        ("retrieve_run", [run_json()]),
+    ],
+)
+async def test_every_bad_answer_is_counted(endpoint: str, answer: object) -> None:
+    """A body of the wrong shape counts in toolworker_api_errors_total like unreadable JSON."""
+    async with ServedApp(app_answering(body(answer))) as server, make_client(server.url) as c:
+        with pytest.raises(BadAnswer):
+            await CALLS[endpoint](c)
+        counted = c._metrics.registry.get_sample_value(
+            "toolworker_api_errors_total", {"endpoint": endpoint, "kind": "bad_answer"})
+    assert counted == 1

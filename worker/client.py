@@ -117,7 +117,8 @@ class ApiClient:
             ids.path("/threads/{thread_id}/runs/{run_id}", thread_id=thread_id, run_id=run_id),
             lane=lane, retries=retries, timeout_s=timeout_s,
         )
-        return _run("retrieve_run", answer.data, answer.poll_after_ms, thread_id, run_id)
+        with self._counted():
+            return _run("retrieve_run", answer.data, answer.poll_after_ms, thread_id, run_id)
 
     async def list_runs(
         self, thread_id: str, *, limit: int = 1, order: str = "desc", lane: Lane = Lane.ACTIVE,
@@ -129,8 +130,9 @@ class ApiClient:
             params={"limit": limit, "order": order}, lane=lane, retries=retries,
             timeout_s=timeout_s,
         )
-        items = _items("list_runs", answer.data)
-        return [_run("list_runs", item, answer.poll_after_ms, thread_id) for item in items]
+        with self._counted():
+            items = _items("list_runs", answer.data)
+            return [_run("list_runs", item, answer.poll_after_ms, thread_id) for item in items]
 
     async def submit_tool_outputs(
         self,
@@ -154,7 +156,9 @@ class ApiClient:
             body=body,
             deadline=deadline,
         )
-        return _run("submit_tool_outputs", answer.data, answer.poll_after_ms, thread_id, run_id)
+        with self._counted():
+            return _run("submit_tool_outputs", answer.data, answer.poll_after_ms, thread_id,
+                        run_id)
 
     async def list_threads(
         self, *, limit: int = 100, after: str | None = None
@@ -169,8 +173,9 @@ class ApiClient:
         answer = await self._request(
             "GET", "list_threads", "/threads", params=params, lane=Lane.IDLE
         )
-        found = [item.get("id") if isinstance(item, dict) else None
-                 for item in _items("list_threads", answer.data)]
+        with self._counted():
+            items = _items("list_threads", answer.data)
+        found = [item.get("id") if isinstance(item, dict) else None for item in items]
         thread_ids = [thread_id for thread_id in found if ids.is_valid_id(thread_id)]
         if len(thread_ids) < len(found):
             log.warning("the thread listing holds ids no API issues; skipping them",
@@ -183,7 +188,9 @@ class ApiClient:
         answer = await self._request(
             "GET", "list_assistants", "/assistants", params={"limit": limit}
         )
-        return [item for item in _items("list_assistants", answer.data) if isinstance(item, dict)]
+        with self._counted():
+            items = _items("list_assistants", answer.data)
+        return [item for item in items if isinstance(item, dict)]
 
     async def retrieve_assistant(self, assistant_id: str) -> dict[str, Any]:
         """The assistant object as the API shows it (``tools`` among its fields).
@@ -195,7 +202,8 @@ class ApiClient:
             "GET", "retrieve_assistant",
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
         )
-        return _assistant("retrieve_assistant", answer.data)
+        with self._counted():
+            return _assistant("retrieve_assistant", answer.data)
 
     async def modify_assistant(self, assistant_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change the fields of the assistant given in ``body``; returns the updated assistant."""
@@ -204,14 +212,16 @@ class ApiClient:
             ids.path("/assistants/{assistant_id}", assistant_id=assistant_id),
             body=body,
         )
-        return _assistant("modify_assistant", answer.data)
+        with self._counted():
+            return _assistant("modify_assistant", answer.data)
 
     async def cancel_run(self, thread_id: str, run_id: str) -> Run:
         answer = await self._request(
             "POST", "cancel_run",
             ids.path("/threads/{thread_id}/runs/{run_id}/cancel", thread_id=thread_id, run_id=run_id),
         )
-        return _run("cancel_run", answer.data, answer.poll_after_ms, thread_id, run_id)
+        with self._counted():
+            return _run("cancel_run", answer.data, answer.poll_after_ms, thread_id, run_id)
 
     async def _request(
         self,
@@ -256,6 +266,15 @@ class ApiClient:
                 log.warning("API request failed; retrying", endpoint=endpoint, error=str(error),
                             attempt=attempt, delay_s=round(delay_s, 3))
                 await anyio.sleep(delay_s)
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count a BadAnswer found in an answer's fields, as one found in its JSON is."""
+        try:
+            yield
+        except BadAnswer as error:
+            self._count_error(error.endpoint, error)
+            raise
 
     def _count_error(self, endpoint: str, error: ApiError) -> None:
         self._metrics.api_errors.labels(endpoint, error.kind.value).inc()
