@@ -175,8 +175,9 @@ class ApiClient:
         )
         with self._counted():
             items = _items("list_threads", answer.data)
-        found = [item.get("id") if isinstance(item, dict) else None for item in items]
-        thread_ids = [thread_id for thread_id in found if ids.is_valid_id(thread_id)]
+        found: list[object] = [item.get("id") if isinstance(item, dict) else None
+                               for item in items]
+        thread_ids = [t for t in found if isinstance(t, str) and ids.is_valid_id(t)]
         if len(thread_ids) < len(found):
             log.warning("the thread listing holds ids no API issues; skipping them",
                         skipped=len(found) - len(thread_ids))
