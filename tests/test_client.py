@@ -284,3 +284,31 @@ async def test_a_zero_budget_means_no_limit() -> None:
     for _ in range(1000):
         await budget.acquire()
     assert budget.waited_s == 0
+
+
+async def test_idle_and_announced_polls_wait_in_one_line() -> None:
+    """Announced polls never push an idle one back: they share a line, first come first
+    served; a submission still goes before both."""
+    from worker.budget import Lane
+
+    budget = RequestBudget(5)
+    for _ in range(5):
+        await budget.acquire()
+    granted: list[str] = []
+
+    async def ask(name: str, lane: Lane) -> None:
+        await budget.acquire(lane)
+        granted.append(name)
+
+    arrivals = [("a1", Lane.ANNOUNCED), ("a2", Lane.ANNOUNCED), ("a3", Lane.ANNOUNCED),
+                ("i1", Lane.IDLE), ("a4", Lane.ANNOUNCED), ("a5", Lane.ANNOUNCED),
+                ("s1", Lane.SUBMIT)]
+    async with anyio.create_task_group() as tg:
+        for name, lane in arrivals:
+            tg.start_soon(ask, name, lane)
+            await anyio.wait_all_tasks_blocked()  # each is in line before the next arrives
+        with anyio.fail_after(5):
+            while len(granted) < 5:  # noqa: ASYNC110 - the next window opens in ~1 s
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert granted[:5] == ["s1", "a1", "a2", "a3", "i1"]

@@ -78,19 +78,19 @@ class Selector:
 
 @cache
 def client_endpoints() -> tuple[str, ...]:
-    """The endpoint label values client.py passes to ``_request``, read from its source."""
+    """The endpoint label values client.py passes to ``Transport.request``, from its source."""
     tree = ast.parse((ROOT / "worker" / "client.py").read_text(encoding="utf-8"))
     endpoints = {
         node.args[1].value
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "_request"
+        and node.func.attr == "request"
         and len(node.args) > 1
         and isinstance(node.args[1], ast.Constant)
         and isinstance(node.args[1].value, str)
     }
-    assert endpoints, "no self._request(method, endpoint, ...) call found in worker/client.py"
+    assert endpoints, "no ._transport.request(method, endpoint, ...) call in worker/client.py"
     return tuple(sorted(endpoints))
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from . import ids
 from .errors import (
     ApiConnectionError,
     ApiErrorKind,
@@ -35,6 +36,7 @@ __all__ = [
     "Answer",
     "decode",
     "items",
+    "parse_assistant",
     "parse_run",
     "poll_hint",
     "read_capped",
@@ -61,7 +63,9 @@ ANSWERS = frozenset(
 def poll_hint(headers: Any) -> int | None:
     """The ``openai-poll-after-ms`` hint, when the API sent a sane one."""
     hint = str(headers.get("openai-poll-after-ms", ""))
-    return int(hint) if hint.isdigit() and len(hint) < 10 else None
+    # isascii: "²".isdigit() is True, and int("²") a ValueError.
+    plain = hint.isascii() and hint.isdigit() and len(hint) < 10
+    return int(hint) if plain else None
 
 
 async def read_capped(endpoint: str, response: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -70,10 +74,18 @@ async def read_capped(endpoint: str, response: aiohttp.ClientResponse, cap: int)
     if declared is not None and declared > cap:
         raise BadAnswer(endpoint, f"the answer is {declared} bytes, over [api] "
                                   f"max_response_bytes = {cap}")
-    payload = await response.content.read(cap + 1)
-    if len(payload) > cap:
+    # read(n) returns what has arrived so far, up to n: loop until the end or past the cap.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = await response.content.read(cap + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > cap:
         raise BadAnswer(endpoint, f"the answer is over [api] max_response_bytes = {cap}")
-    return payload
+    return b"".join(chunks)
 
 
 @contextmanager
@@ -107,13 +119,41 @@ def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     return str(exc.os_error.strerror or exc.os_error)
 
 
-def parse_run(endpoint: str, data: object, poll_after_ms: int | None = None) -> Run:
-    """A RunObject from an answer; anything that does not parse is a ``BadAnswer``."""
+def parse_run(
+    endpoint: str, data: object, poll_after_ms: int | None = None, *, thread_id: str,
+    run_id: str | None = None,
+) -> Run:
+    """The run in ``data``, which must be ``run_id`` (any run, when None) of ``thread_id``.
+
+    Anything that does not parse, or is another run than the one asked about, is a
+    ``BadAnswer``.
+    """
     try:
         run = Run.from_json(data)
     except ValueError as exc:  # Malformed, or InvalidId for an id no API issues
         raise BadAnswer(endpoint, str(exc)) from None
+    if run.thread_id != thread_id or run_id not in (None, run.id):
+        # A gateway that mixes up answers (a cache keyed wrongly): acting on it would answer
+        # another thread's round and leave this thread's watch waiting forever.
+        raise BadAnswer(endpoint, f"it is run {run.id!r} of thread {run.thread_id!r}, not "
+                                  f"{run_id or 'a run'!r} of thread {thread_id!r} as asked")
     return replace(run, poll_after_ms=poll_after_ms) if poll_after_ms is not None else run
+
+
+def parse_assistant(endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` if it has the shape tool sync reads: an id, and tools a list of objects."""
+    if not ids.is_valid_id(data.get("id")):
+        raise BadAnswer(endpoint, f"the assistant's id is {str(data.get('id'))[:40]!r}")
+    tools = data.get("tools") or []
+    if not isinstance(tools, list) or not all(isinstance(item, dict) for item in tools):
+        raise BadAnswer(endpoint, "the assistant's tools are not a list of objects")
+    for item in tools:
+        function = item.get("function")
+        if item.get("type") == "function" and not (
+            isinstance(function, dict) and isinstance(function.get("name"), str)
+        ):
+            raise BadAnswer(endpoint, "a function tool of the assistant has no function name")
+    return data
 
 
 def items(endpoint: str, data: dict[str, Any]) -> list[Any]:
@@ -128,7 +168,7 @@ def decode(endpoint: str, payload: bytes) -> dict[str, Any]:
     """A JSON object from a body."""
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         start = payload[:40].decode("utf-8", "replace")
         raise BadAnswer(endpoint, f"not JSON, it starts {start!r}") from None
     if not isinstance(data, dict):
@@ -162,7 +202,7 @@ def _error_fields(payload: bytes) -> tuple[str, str | None]:
         error = json.loads(payload).get("error") or {}
         code = error.get("code")
         return str(error.get("message") or "no message")[:500], code if isinstance(code, str) else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return payload[:200].decode("utf-8", "replace") or "no message", None
 
 

@@ -80,7 +80,11 @@ class RequestBudget:
         if not self._waiting and self._room():
             self._sent.append(anyio.current_time())
             return
-        entry = (int(lane), next(self._seq), anyio.Event())
+        # Announced and idle polls share one place in line, first come first served: the
+        # poller gives announced threads 3 of 4 poll starts, and a strict order here would
+        # give idle ones none while a flood of announcements waits.
+        rank = min(int(lane), int(Lane.ANNOUNCED))
+        entry = (rank, next(self._seq), anyio.Event())
         heapq.heappush(self._waiting, entry)
         started = anyio.current_time()
         try:

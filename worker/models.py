@@ -218,9 +218,12 @@ def _time(data: dict[str, Any], name: str) -> float | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Malformed(f"{name} is {_kind(value)}, not a number of seconds")
-    return float(value)
+    try:  # an int past any float (10**400) overflows here rather than being finite or not
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise Malformed(f"{name} is {_kind(value)}, not a number of seconds")
+        return float(value)
+    except OverflowError:
+        raise Malformed(f"{name} is too large to be a number of seconds") from None
 
 
 def _metadata(value: object) -> Mapping[str, str]:
