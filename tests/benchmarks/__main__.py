@@ -110,14 +110,13 @@ def _is_full_run(args: argparse.Namespace) -> bool:
 
 def _cases(scenarios: list[str], apis: list[str] | None,
            systems: list[str] | None) -> list[tuple[str, str, str]]:
-    """(api, scenario, system) in run order; by default each scenario under its own profiles,
-    and baseline (a) only where the scenario asks for it."""
+    """(api, scenario, system) in run order; by default each scenario under its own profiles
+    and by its own systems."""
     chosen = [
         (api, name, system)
         for name in scenarios
         for api in (apis or SCENARIOS[name].apis)
-        for system in (systems or [s for s in SYSTEMS
-                                   if s != "baseline-a" or SCENARIOS[name].baseline_a])
+        for system in (systems or SCENARIOS[name].systems)
     ]
     order = list(PROFILES)
     return sorted(chosen, key=lambda case: order.index(case[0]))  # stable: by profile first

@@ -10,6 +10,7 @@ from tests.benchmarks.handlers import TOOL_TIMEOUT_S
 from worker.simulator import FaultPlan, FaultRule, ToolCallScript
 
 __all__ = [
+    "ALL_SYSTEMS",
     "API_FAULT_P",
     "FAIL_P",
     "PROFILES",
@@ -33,6 +34,13 @@ SLOW_MS = 5_000
 API_FAULT_P = 0.05
 # A 429's Retry-After (the simulator sends it as retry-after-ms too).
 RETRY_AFTER_S = 0.2
+# Who runs a scenario by default (systems.SYSTEMS has them all). tool-worker-unbudgeted is
+# tool-worker with `[api] max_requests_per_s = 0`: only where the budget, not the worker, would
+# set the numbers (1,000 runs need 3,000 requests: 30 s at the default 100/s).
+ALL_SYSTEMS = ("tool-worker", "baseline-a", "baseline-b", "baseline-c")
+_TRIVIAL_SYSTEMS = (*ALL_SYSTEMS, "tool-worker-unbudgeted")
+# The issue's table leaves out baseline (a), 40 s of its budget a case for nothing new.
+_TABLE_SYSTEMS = ("tool-worker", "baseline-b", "baseline-c")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +79,8 @@ class Scenario:
     kind: str  # "work:<ms>", "noop" or "faulty"
     summary: str
     apis: tuple[str, ...] = ("remote", "zero")  # the profiles it runs under by default
+    systems: tuple[str, ...] = ALL_SYSTEMS  # the systems that run it by default
     api_faults: bool = False  # requests fail and streams are cut (fault_plan)
-    baseline_a: bool = True  # baseline (a) runs it by default (40 s of budget a case)
     full_size: bool = False  # --quick does not shrink it
 
     def shrunk(self, quick: bool) -> Scenario:
@@ -115,16 +123,18 @@ SCENARIOS = {
     for s in (
         Scenario("round16", 1, 1, 16, "work:200", "1 run, 1 round of 16 calls of 200 ms"),
         Scenario("runs200", 200, 3, 4, "work:50", "200 runs x 3 rounds x 4 calls of 50 ms"),
-        Scenario("trivial1000", 1000, 1, 8, "noop", "1,000 runs x 1 round x 8 trivial calls"),
+        Scenario("trivial1000", 1000, 1, 8, "noop", "1,000 runs x 1 round x 8 trivial calls",
+                 systems=_TRIVIAL_SYSTEMS),
         Scenario("trivial1000_faulty", 1000, 1, 8, "faulty",
-                 f"as trivial1000, {FAIL_P:.0%} of calls raise and {TIMEOUT_P:.0%} time out"),
+                 f"as trivial1000, {FAIL_P:.0%} of calls raise and {TIMEOUT_P:.0%} time out",
+                 systems=_TRIVIAL_SYSTEMS),
         # The issue's table (#15): 40 runs x 3 rounds x 4 calls of 50 ms.
         Scenario("table40", 40, 3, 4, "work:50", "the issue's table: 40 runs x 3 rounds x "
-                 "4 calls of 50 ms", apis=("remote", "remote-coarse"), baseline_a=False,
+                 "4 calls of 50 ms", apis=("remote", "remote-coarse"), systems=_TABLE_SYSTEMS,
                  full_size=True),
         Scenario("table40_faulty", 40, 3, 4, "work:50", f"table40 with {API_FAULT_P:.0%} of "
                  f"requests failing and {API_FAULT_P:.0%} of streams cut", apis=("remote",),
-                 api_faults=True, baseline_a=False, full_size=True),
+                 systems=_TABLE_SYSTEMS, api_faults=True, full_size=True),
     )
 }
 

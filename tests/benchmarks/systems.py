@@ -1,4 +1,4 @@
-"""The four systems under test and how each is started in its own process."""
+"""The systems under test and how each is started in its own process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-__all__ = ["SYSTEMS", "TOOL_WORKER_SERVER", "LaunchOptions", "System"]
+__all__ = ["SYSTEMS", "TOOL_WORKER_SERVER", "UNBUDGETED", "LaunchOptions", "System"]
 
 # tool-worker runs with its default config: nothing tuned. Only what places it in the
 # benchmark is set: the simulator's URL, the threads, the handler module and the metrics
@@ -19,6 +19,8 @@ __all__ = ["SYSTEMS", "TOOL_WORKER_SERVER", "LaunchOptions", "System"]
 # JSON (stderr is a file). `--worker-set SECTION.KEY=VALUE` changes any key for one
 # invocation, and the report's command line shows it.
 TOOL_WORKER_SERVER: dict[str, Any] = {"port": 0}
+# tool-worker-unbudgeted: the default config but for the request budget (see scenarios).
+UNBUDGETED: dict[str, dict[str, Any]] = {"api": {"max_requests_per_s": 0}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,23 +43,34 @@ class System:
 
 
 def _tool_worker(options: LaunchOptions) -> list[str]:
+    return _tool_worker_with(options, {})
+
+
+def _tool_worker_unbudgeted(options: LaunchOptions) -> list[str]:
+    return _tool_worker_with(options, UNBUDGETED)
+
+
+def _tool_worker_with(options: LaunchOptions,
+                      config_keys: Mapping[str, Mapping[str, Any]]) -> list[str]:
     config = options.workdir / "worker.toml"
-    config.write_text(_tool_worker_toml(options), encoding="utf-8")
+    config.write_text(_tool_worker_toml(options, config_keys), encoding="utf-8")
     argv = [sys.executable, "-m", "tests.benchmarks.tool_worker_main", "--config", str(config)]
     if options.profile_path is not None:
         argv += ["--profile", str(options.profile_path)]
     return argv
 
 
-def _tool_worker_toml(options: LaunchOptions) -> str:
+def _tool_worker_toml(options: LaunchOptions,
+                      config_keys: Mapping[str, Mapping[str, Any]]) -> str:
     tables: dict[str, dict[str, Any]] = {
         "api": {"base_url": options.base_url},
         "watch": {"threads": options.threads},
         "tools": {"modules": ["tests.benchmarks.handlers"]},
         "server": dict(TOOL_WORKER_SERVER),
     }
-    for section, values in options.worker_overrides.items():
-        tables.setdefault(section, {}).update(values)
+    for overrides in (config_keys, options.worker_overrides):
+        for section, values in overrides.items():
+            tables.setdefault(section, {}).update(values)
     # A JSON literal of a string, number, bool or list of strings is also a TOML literal.
     return "".join(
         f"[{section}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
@@ -91,6 +104,8 @@ SYSTEMS = {
     s.name: s
     for s in (
         System("tool-worker", "tool-worker run --once (Worker.run(until_idle=True))", _tool_worker),
+        System("tool-worker-unbudgeted", "tool-worker with [api] max_requests_per_s = 0",
+               _tool_worker_unbudgeted),
         System("baseline-a", "sync OpenAI, SDK docs loop, one run at a time", _baseline_sync),
         System("baseline-b", "AsyncOpenAI, all runs concurrently, gather", _baseline_async),
         System("baseline-c", "AsyncOpenAI as (b), submissions streamed, next round from the "
