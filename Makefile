@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-scale image-test prometheus-test clean
+.PHONY: demo test lint typecheck check bench bench-table bench-scale image-test prometheus-test clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3.11 or python3 on PATH)"; exit 1; }
@@ -27,8 +27,11 @@ lint: $(STAMP)  ## ruff, the import contracts
 typecheck: $(STAMP)  ## mypy --strict on the package, the tools and the typed examples
 	$(BIN)/mypy --strict worker tools tests/typing/handlers.py tests/deploy
 
-bench: $(STAMP)  ## tool-worker vs two openai-SDK baselines against the simulator (BENCH_ARGS=--quick)
+bench: $(STAMP)  ## tool-worker vs three openai-SDK baselines against the simulator (BENCH_ARGS=--quick)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
+
+bench-table: $(STAMP)  ## only the issue's table (#15): table40 and table40_faulty, ~1 min
+	$(BIN)/python -m tests.benchmarks --scenario table40 --scenario table40_faulty $(BENCH_ARGS)
 
 bench-scale: $(STAMP)  ## 10,000 watched threads under one request budget
 	$(BIN)/python -m tests.benchmarks.scale $(BENCH_ARGS)

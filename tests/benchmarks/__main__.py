@@ -20,12 +20,13 @@ from tests.benchmarks.process import ChildFailed
 from tests.benchmarks.report import Row, machine, render_results, row, write_doc
 from tests.benchmarks.scenarios import PROFILES, SCENARIOS
 from tests.benchmarks.systems import SYSTEMS
+from worker.simulator import POLL_HINTS
 
 DOC = ROOT / "docs" / "benchmarks.md"
 DOC_TEMPLATE = """\
 # Benchmarks
 
-`make bench` (`.venv/bin/python -m tests.benchmarks`) runs tool-worker and two openai-SDK
+`make bench` (`.venv/bin/python -m tests.benchmarks`) runs tool-worker and three openai-SDK
 baselines against the simulator, each in its own process. The section below is rewritten by
 every full run.
 """
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         budget_s=args.budget_s or BUDGET_S[args.quick],
                         timeout_s=args.timeout_s, profile_path=args.profile,
                         worker_overrides=_overrides(args.worker_set or []))
-    systems = ["tool-worker"] if args.profile else args.system or list(SYSTEMS)
-    rows, failures = _run_all(args.api or list(PROFILES), args.scenario or list(SCENARIOS),
-                              systems, settings)
+    systems = ["tool-worker"] if args.profile else args.system
+    rows, failures = _run_all(_cases(args.scenario or list(SCENARIOS), args.api, systems),
+                              settings, args.hints)
     command = shlex.join([".venv/bin/python", "-m", "tests.benchmarks", *sys.argv[1:]])
     results = render_results(rows, failures, command, machine())
     sys.stdout.write(results)
@@ -60,10 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                         help="run only this scenario (repeatable)")
     parser.add_argument("--api", action="append", choices=sorted(PROFILES),
-                        help="only this API profile (repeatable): remote = 50 ms a request "
-                             "and 0.3 s thinking, zero = neither")
+                        help="only this API profile (repeatable; default: each scenario's own): "
+                             "remote = 50 ms a request and 0.3 s thinking, no poll hint; "
+                             "remote-coarse = the same with a 1000 ms hint; zero = neither")
     parser.add_argument("--system", action="append", choices=sorted(SYSTEMS),
                         help="only this system (repeatable)")
+    parser.add_argument("--hints", choices=POLL_HINTS, default=None,
+                        help="the simulator's openai-poll-after-ms under every profile (default: "
+                             "each profile's own: off, coarse for remote-coarse); exact is an "
+                             "oracle no server gives")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget-s", type=float, default=None,
                         help="baseline-a's time budget (default 40 s, 4 s with --quick)")
@@ -99,21 +105,35 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def _is_full_run(args: argparse.Namespace) -> bool:
     return not (args.quick or args.scenario or args.api or args.system or args.profile
-                or args.worker_set)
+                or args.worker_set or args.hints)
 
 
-def _run_all(apis: list[str], scenarios: list[str], systems: list[str],
-             settings: Settings) -> tuple[list[Row], list[str]]:
+def _cases(scenarios: list[str], apis: list[str] | None,
+           systems: list[str] | None) -> list[tuple[str, str, str]]:
+    """(api, scenario, system) in run order; by default each scenario under its own profiles
+    and by its own systems."""
+    chosen = [
+        (api, name, system)
+        for name in scenarios
+        for api in (apis or SCENARIOS[name].apis)
+        for system in (systems or SCENARIOS[name].systems)
+    ]
+    order = list(PROFILES)
+    return sorted(chosen, key=lambda case: order.index(case[0]))  # stable: by profile first
+
+
+def _run_all(cases: list[tuple[str, str, str]], settings: Settings,
+             hints: str | None) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     failures: list[str] = []
-    cases = [(a, s, y) for a in apis for s in scenarios for y in systems]
     for number, (api, scenario_name, system_name) in enumerate(cases, 1):
         scenario = SCENARIOS[scenario_name].shrunk(settings.quick)
+        profile = PROFILES[api].with_hints(hints)
         label = f"[{number}/{len(cases)}] {scenario_name} / {api} / {system_name}"
         sys.stderr.write(f"{label} ...\n")
         started = time.monotonic()
         try:
-            result = run_case(scenario, PROFILES[api], SYSTEMS[system_name], settings)
+            result = run_case(scenario, profile, SYSTEMS[system_name], settings)
         except ChildFailed as exc:
             failures.append(f"{label}: {exc}")
             sys.stderr.write(f"{label} FAILED: {exc}\n")

@@ -106,7 +106,8 @@ def _run_system(system: System, options: LaunchOptions, sim: Child,
 
 def _sim_argv(scenario: Scenario, profile: Profile, settings: Settings, out: Path) -> list[str]:
     argv = [sys.executable, "-m", "tests.benchmarks.sim_runner", "--scenario", scenario.name,
-            "--profile", profile.name, "--seed", str(settings.seed), "--out", str(out)]
+            "--profile", profile.name, "--hints", profile.hints, "--seed", str(settings.seed),
+            "--out", str(out)]
     return [*argv, "--quick"] if settings.quick else argv
 
 

@@ -29,9 +29,12 @@ class Row:
 
     scenario: str
     api: str
+    hints: str  # the simulator's openai-poll-after-ms mode
     system: str
     rounds: int  # answered (accepted submissions)
     total_rounds: int
+    duplicates: int  # accepted submissions beyond the first of a round (the API refuses them)
+    faults: int  # faults the simulator injected
     calls: int
     error_outputs: int
     refused: int
@@ -42,6 +45,7 @@ class Row:
     requests: int
     request_counts: dict[str, int]
     floor_s: float  # the API-bound least makespan (Scenario.floor_s)
+    limit_s: float  # the floor plus the first round's detection (Scenario.limit_s)
     latency_ms: tuple[float, ...]  # each answered round: visible -> accepted, sorted
 
     @property
@@ -71,6 +75,11 @@ class Row:
     def partial(self) -> bool:
         return self.rounds < self.total_rounds
 
+    @property
+    def lost(self) -> int:
+        """Scripted rounds never accepted (for a system that answers every run)."""
+        return self.total_rounds - (self.rounds - self.duplicates)
+
 
 def row(result: CaseResult) -> Row:
     sim = result.sim
@@ -80,12 +89,16 @@ def row(result: CaseResult) -> Row:
         (at - visible[(run_id, index)]) * 1000 for run_id, index, at, _, _ in accepted
     )
     last = max((at for _, _, at, _, _ in accepted), default=sim["started_at"])
+    unique = {(run_id, index) for run_id, index, *_ in accepted}
     return Row(
         scenario=result.scenario.name,
         api=result.profile.name,
+        hints=result.profile.hints,
         system=result.system.name,
         rounds=len(accepted),
         total_rounds=sim["total_rounds"],
+        duplicates=len(accepted) - len(unique),
+        faults=sum(sim.get("faults_injected", {}).values()),
         calls=sum(n for *_, n, _ in accepted),
         error_outputs=sum(errors for *_, errors in accepted),
         refused=sim["refused"],
@@ -96,6 +109,7 @@ def row(result: CaseResult) -> Row:
         requests=sum(sim["request_counts"].values()),
         request_counts=dict(sim["request_counts"]),
         floor_s=result.scenario.floor_s(result.profile),
+        limit_s=result.scenario.limit_s(result.profile),
         latency_ms=tuple(latencies),
     )
 
@@ -116,6 +130,7 @@ class Target:
 def targets(rows: Sequence[Row]) -> list[Target]:
     index = {(r.scenario, r.api, r.system): r for r in rows}
     found: list[Target] = []
+    found += _issue15_targets(index)
     found += _latency_targets(index)
     found += _cpu_targets(index)
     found += _ratio_targets(index)
@@ -124,7 +139,45 @@ def targets(rows: Sequence[Row]) -> list[Target]:
 
 
 _Index = dict[tuple[str, str, str], Row]
-_TW, _A, _B = "tool-worker", "baseline-a", "baseline-b"
+_TW, _A, _B, _C = "tool-worker", "baseline-a", "baseline-b", "baseline-c"
+_TW_UNBUDGETED = "tool-worker-unbudgeted"
+# Issue #15: tool-worker's CPU per trivial call at zero latency before streamed submissions.
+CPU_MS_BEFORE = 0.17
+
+
+def _issue15_targets(index: _Index) -> Iterable[Target]:
+    """The issue's targets on its table's scenario, for every profile it ran under."""
+    for (scenario, api, system), tw in index.items():
+        if system != _TW or not scenario.startswith("table40"):
+            continue
+        where = f"{scenario} / {api} (hints {tw.hints})"
+        c = index.get((scenario, api, _C))
+        if scenario == "table40":
+            ratio = tw.makespan_s / tw.limit_s
+            yield Target("makespan within 1.1x the limit", where,
+                         f"{tw.makespan_s:.2f} s = {ratio:.2f}x {tw.limit_s:.2f} s",
+                         "<= 1.1x", ratio <= 1.1)
+        if c is not None:
+            factor = 1.3 if scenario == "table40" else 1.5
+            speedup = c.makespan_s / tw.makespan_s if tw.makespan_s else math.nan
+            yield Target("faster than baseline-c (makespan c / tool-worker)", where,
+                         f"{speedup:.2f}x ({c.makespan_s:.2f} s / {tw.makespan_s:.2f} s)",
+                         f">= {factor}x", speedup >= factor)
+            yield Target("API requests vs baseline-c", where, f"{tw.requests} vs {c.requests}",
+                         "<= baseline-c", tw.requests <= c.requests)
+        if scenario == "table40_faulty":
+            for r in (index.get((scenario, api, s)) for s in (_TW, _B, _C)):
+                if r is not None:
+                    yield Target(f"nothing lost: {r.system}", where,
+                                 f"{r.rounds - r.duplicates}/{r.total_rounds} rounds once, "
+                                 f"{r.duplicates} twice, {r.faults} faults",
+                                 "every round accepted once", r.lost == 0 and not r.duplicates)
+    for system in (_TW, _TW_UNBUDGETED):
+        tw = index.get(("trivial1000", "zero", system))
+        if tw is not None:
+            yield Target(f"CPU per trivial call, no worse than before: {system}",
+                         "trivial1000 / zero", f"{tw.cpu_s_per_1k_calls:.3f} ms",
+                         f"<= {CPU_MS_BEFORE} ms", tw.cpu_s_per_1k_calls <= CPU_MS_BEFORE)
 
 
 def _latency_targets(index: _Index) -> Iterable[Target]:
@@ -204,18 +257,18 @@ def render_results(rows: Sequence[Row], failures: Sequence[str], command: str,
 
 
 def _results_table(rows: Sequence[Row]) -> str:
-    head = ("| scenario | API | system | rounds | makespan s | rounds/s | calls/s "
-            "| CPU s / 1k calls | peak RSS MB | API requests | req/round | p50 ms | p99 ms "
-            "| notes |")
-    lines = [head, "|" + "---|" * 14]
+    head = ("| scenario | API | hints | system | rounds | makespan s | limit s | rounds/s "
+            "| calls/s | CPU s / 1k calls | peak RSS MB | API requests | req/round | p50 ms "
+            "| p99 ms | notes |")
+    lines = [head, "|" + "---|" * 16]
     lines += [_result_line(r) for r in rows]
     return "\n".join(lines)
 
 
 def _result_line(r: Row) -> str:
     cells = [
-        r.scenario, r.api, r.system, f"{r.rounds}/{r.total_rounds}", f"{r.makespan_s:.2f}",
-        f"{r.rounds_per_s:.1f}", f"{r.calls_per_s:.0f}", f"{r.cpu_s_per_1k_calls:.3f}",
+        r.scenario, r.api, r.hints, r.system, f"{r.rounds}/{r.total_rounds}",
+        f"{r.makespan_s:.2f}", f"{r.limit_s:.2f}", f"{r.rounds_per_s:.1f}", f"{r.calls_per_s:.0f}", f"{r.cpu_s_per_1k_calls:.3f}",
         f"{r.peak_rss_mb:.0f}", str(r.requests), f"{r.requests_per_round:.2f}",
         f"{r.latency_p(50):.0f}", f"{r.latency_p(99):.0f}", _notes(r),
     ]
@@ -233,6 +286,12 @@ def _notes(r: Row) -> str:
         notes.append(f"{r.error_outputs} error outputs")
     if r.refused:
         notes.append(f"{r.refused} submissions refused")
+    if r.faults:
+        notes.append(f"{r.faults} faults injected")
+    if not r.partial and r.lost:
+        notes.append(f"{r.lost} rounds LOST")
+    if r.duplicates:
+        notes.append(f"{r.duplicates} rounds accepted twice")
     return "; ".join(notes)
 
 

@@ -1,9 +1,10 @@
 """Simulator child process: serves one scenario's runs and reports what it saw.
 
-``python -m tests.benchmarks.sim_runner --scenario NAME --profile NAME --seed N --out FILE``
-speaks the simulator side of ``protocol``: it creates the threads at start, the runs on
+``python -m tests.benchmarks.sim_runner --scenario NAME --profile NAME [--hints MODE] --seed N
+--out FILE`` speaks the simulator side of ``protocol``: it creates the threads at start, the runs on
 ``start`` (so every system meets them at the same age), and on ``stop`` or SIGTERM writes
-``rounds_visible``, the accepted submissions and ``request_counts`` to ``--out`` as JSON.
+``rounds_visible``, the accepted submissions, ``request_counts`` and the faults it injected
+to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from tests.benchmarks.protocol import API_KEY, START, STOP, send
-from tests.benchmarks.scenarios import PROFILES, SCENARIOS, Scenario, scripts
-from worker.simulator import Simulator
+from tests.benchmarks.scenarios import PROFILES, SCENARIOS, Scenario, fault_plan, scripts
+from worker.simulator import POLL_HINTS, Simulator
 
 if TYPE_CHECKING:
     from anyio import CancelScope
@@ -32,9 +33,10 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     scenario = SCENARIOS[args.scenario].shrunk(args.quick)
-    profile = PROFILES[args.profile]
+    profile = PROFILES[args.profile].with_hints(args.hints)
     sim = Simulator(API_KEY, thinking_s=profile.thinking_s, latency_s=profile.latency_s,
-                    seed=args.seed)
+                    seed=args.seed, poll_hints=profile.hints,
+                    faults=fault_plan(scenario, args.seed))
     report = anyio.run(_serve, sim, scenario, args.seed)
     Path(args.out).write_text(json.dumps(report), encoding="utf-8")
     return 0
@@ -44,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.sim_runner")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
     parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--hints", choices=POLL_HINTS, default=None,
+                        help="openai-poll-after-ms mode (default: the profile's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", required=True, help="where the measurements JSON goes")
@@ -104,6 +108,7 @@ def _measurements(sim: Simulator, scenario: Scenario, started_at: float | None) 
         "accepted": accepted,
         "refused": sum(1 for s in sim.submissions if s.status != 200),
         "request_counts": dict(sim.request_counts),
+        "faults_injected": dict(sim.faults_injected),
         "cpu_s": time.process_time(),
     }
 
