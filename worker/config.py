@@ -94,10 +94,10 @@ class ApiSettings(_Section):
     project: str | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    max_connections: int = Field(default=64, ge=1)
+    max_connections: int = Field(default=128, ge=1)
     max_retries: int = Field(default=4, ge=0)
     # The request budget: never more requests than this in any one-second window (0: no limit).
-    max_requests_per_s: int = Field(default=100, ge=0)
+    max_requests_per_s: int = Field(default=200, ge=0)
     # Answers larger than this are refused unread (a counted bad_answer), so a broken or
     # hostile server cannot make the worker parse hundreds of megabytes.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
@@ -106,7 +106,7 @@ class ApiSettings(_Section):
     # max_connections, so polls and submissions always find a connection; past the cap,
     # runs are polled. A stream silent for stream_idle_timeout_s is given up (and polled).
     stream: bool = True
-    max_streams: int = Field(default=32, ge=1)
+    max_streams: int = Field(default=96, ge=1)
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
@@ -119,7 +119,13 @@ class WatchSettings(_Section):
     """``[watch]``: which threads to follow and how often to look at them."""
 
     threads: tuple[str, ...] = ()
-    active_poll_interval_s: float = Field(default=0.5, gt=0)
+    # An active run is polled this soon after it changed, then 1.25x less often each time it
+    # is seen unchanged (up to idle_poll_interval_s). Rounds after the first come from the
+    # submission's stream, so this mostly paces finding a run's first round.
+    active_poll_interval_s: float = Field(default=0.2, gt=0)
+    # Idle threads: warm ones (a run seen in the last minute) every min_idle_poll_interval_s;
+    # cold ones share half of the request budget, and never wait more than idle_poll_interval_s.
+    min_idle_poll_interval_s: float = Field(default=1.0, gt=0)
     idle_poll_interval_s: float = Field(default=5.0, gt=0)
     max_concurrent_polls: int = Field(default=64, ge=1)
     # A poll is one request, never retried in place (the schedule retries it): this bounds

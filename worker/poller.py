@@ -14,7 +14,7 @@ import structlog
 
 from .budget import Lane
 from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
-from .models import Round, Run
+from .models import Round, Run, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -38,6 +38,10 @@ LIST_RUNS_LIMIT = 5
 # this many out of four: first, but never all of the budget.
 ANNOUNCED_SHARE = 3
 DROPPED_LOG_INTERVAL_S = 10.0
+# An unchanged active run is looked at this much less often each time (up to the idle pace).
+ACTIVE_BACKOFF = 1.25
+# A thread whose run was seen within this long is warm: its next run may well come soon.
+WARM_S = 60.0
 MAX_BACKOFF_S = 60.0
 
 
@@ -64,6 +68,9 @@ class _Watch:
     announced: bool = False  # announced and not seen yet
     due: float = 0.0  # the live heap entry; older entries of this thread are stale
     failures: int = 0  # polls failed in a row: the thread backs off
+    last_status: RunStatus | None = None  # of the followed run, at the last poll
+    quiet: int = 0  # polls in a row that saw the followed run unchanged
+    warm_until: float = -math.inf  # a run was seen lately: its next one may come soon
     other_action_logged: str | None = None
 
     @property
@@ -147,15 +154,22 @@ class Poller:
         """The round was submitted (or given up): look at its run again.
 
         ``poll_after_s`` is the API's hint from the submission's answer; without one the run
-        is looked at right away.
+        is looked at right away. ``math.inf`` says the run is known to have ended: the thread
+        is idle, and nothing is read to learn it.
         """
         watch = self._watches.get(round_.thread_id)
-        if watch is not None:
-            watch.busy = False
+        if watch is None:
+            return
+        watch.busy = False
+        if poll_after_s == math.inf:
+            self._set_run(watch, None)
             self._track(watch)
-            delay_s = 0.0 if poll_after_s is None else min(
-                poll_after_s, self._settings.idle_poll_interval_s)
-            self._schedule(watch, delay_s)
+            self._schedule(watch, self._idle_delay(watch))
+            return
+        self._track(watch)
+        delay_s = 0.0 if poll_after_s is None else min(
+            poll_after_s, self._settings.idle_poll_interval_s)
+        self._schedule(watch, delay_s)
 
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
@@ -196,9 +210,10 @@ class Poller:
                     # Polls still in flight only look again at threads already seen idle.
                     tg.cancel_scope.cancel()
                     break
-                watch = self._next_due({lane for lane, slot in slots.items() if slot.value})
+                open_lanes = {lane for lane, slot in slots.items() if slot.value}
+                watch = self._next_due(open_lanes)
                 if watch is None:
-                    await self._sleep_until_due()
+                    await self._sleep_until_due(open_lanes)
                     continue
                 lane = watch.lane
                 await slots[lane].acquire()
@@ -259,8 +274,10 @@ class Poller:
                 return watch
         return None
 
-    async def _sleep_until_due(self) -> None:
-        heads = [heap[0][0] for heap in self._heaps.values() if heap]
+    async def _sleep_until_due(self, open_lanes: set[Lane]) -> None:
+        # Only lanes with a free slot: a full lane's head may be due already, and waiting for
+        # it would spin; a slot that frees up wakes the loop anyway.
+        heads = [heap[0][0] for lane, heap in self._heaps.items() if heap and lane in open_lanes]
         now = anyio.current_time()
         # Wake at least once a second: the heartbeat, and slots that free up, need it.
         self._sleeping_until = min([*heads, now + 1.0])
@@ -339,8 +356,10 @@ class Poller:
         if run is None or run.status.is_terminal:
             # The run ended (if one was followed): the thread is idle until a new run shows up.
             self._set_run(watch, None)
-            return self._settings.idle_poll_interval_s
+            watch.last_status, watch.quiet = None, 0
+            return self._idle_delay(watch)
         self._set_run(watch, run.id)
+        watch.warm_until = anyio.current_time() + WARM_S
         if run.wants_tool_outputs and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
@@ -353,7 +372,29 @@ class Poller:
         if run.poll_after_ms is not None:
             # The API says when the run will next change: look then, and not before.
             return min(run.poll_after_ms / 1000, self._settings.idle_poll_interval_s)
-        return self._settings.active_poll_interval_s
+        return self._active_delay(watch, run)
+
+    def _active_delay(self, watch: _Watch, run: Run) -> float:
+        """Soon after a change, then less often while the run stays as it was."""
+        watch.quiet = watch.quiet + 1 if watch.last_status == run.status else 0
+        watch.last_status = run.status
+        delay_s: float = self._settings.active_poll_interval_s * ACTIVE_BACKOFF**watch.quiet
+        return min(delay_s, self._settings.idle_poll_interval_s)
+
+    def _idle_delay(self, watch: _Watch) -> float:
+        """How long an idle thread waits for its next look.
+
+        A thread whose run was seen lately is warm: runs follow one another, so it is looked
+        at every ``min_idle_poll_interval_s``. Cold threads share half of the request budget,
+        never looked at less often than ``idle_poll_interval_s``.
+        """
+        idle_s = self._settings.idle_poll_interval_s
+        floor_s = min(self._settings.min_idle_poll_interval_s, idle_s)
+        if anyio.current_time() < watch.warm_until:
+            return floor_s
+        per_s = self._client.budget.per_s
+        share_s = len(self._watches) / (per_s / 2) if per_s > 0 else 0.0
+        return min(max(share_s, floor_s), idle_s)
 
     def _other_action(self, watch: _Watch, run: Run) -> float:
         """A run that waits for something else (a tool approval): leave it, look rarely."""

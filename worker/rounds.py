@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .registry import Registry
 
-__all__ = ["Pipeline"]
+__all__ = ["RUN_ENDED", "Pipeline"]
+
+# What take and follow return instead of a delay when the run is known to have ended.
+RUN_ENDED = math.inf
 
 log = structlog.get_logger("worker.rounds")
 
@@ -64,7 +68,8 @@ class Pipeline:
     ) -> float | None:
         """The round, then the run's next rounds while streams bring them.
 
-        Returns when the poller should look at the run again (None: now). ``in_flight`` holds
+        Returns when the poller should look at the run again (None: now; ``RUN_ENDED``: the
+        run ended, only its thread is left to watch). ``in_flight`` holds
         the round being taken; one cancelled half-way (a hurried shutdown) goes to
         ``abandoned``.
         """
@@ -86,7 +91,7 @@ class Pipeline:
         """Claim, answer and submit one round.
 
         Returns the run's next round when the submission's stream brought it (and ``follow``),
-        and otherwise when the poller should look at the run again (None: now).
+        and otherwise when the poller should look at the run again (as ``follow``).
         """
         with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
             try:
@@ -99,6 +104,8 @@ class Pipeline:
                 log.warning("could not claim the round; trying again", error=str(exc))
                 return None, self.retry_claim_s
         run = result.next_run
+        if run is not None and run.status.is_terminal:
+            return None, RUN_ENDED  # the stream saw the run end: nothing left to look at
         if run is None or not run.wants_tool_outputs or not follow:
             return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
