@@ -42,36 +42,39 @@ async def unless_run_moves_on(
     The run is read every ``interval_s`` while ``work`` runs; a read that fails is ignored
     (the work goes on), since only the run itself can say it moved on.
     """
-    outcome: SubmitOutcome | None = None
+    outcome: list[SubmitOutcome] = []
     result: list[T] = []
 
     async def look() -> None:
-        nonlocal outcome
-        while outcome is None:
-            await anyio.sleep(interval_s)
-            try:
-                run = await client.retrieve_run(
-                    round_.thread_id, round_.run_id, lane=Lane.ACTIVE, retries=0,
-                    timeout_s=timeout_s,
-                )
-            except NotFound:
-                outcome = SubmitOutcome.REJECTED
-            except ApiError:
-                continue
-            else:
-                outcome = _moved_on(run, round_)
+        outcome.append(await _until_moved_on(client, round_, interval_s, timeout_s))
         log.info("the run stopped waiting for this round; stopping its handlers",
-                 outcome=outcome.value)
+                 outcome=outcome[0].value)
         tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(look)
         result.append(await work())
         tg.cancel_scope.cancel()
-    if result:
-        return result[0]
-    assert outcome is not None  # noqa: S101 - only look() cancels the work, after setting it
-    return outcome
+    return result[0] if result else outcome[0]
+
+
+async def _until_moved_on(
+    client: ApiClient, round_: Round, interval_s: float, timeout_s: float
+) -> SubmitOutcome:
+    """Read the run every ``interval_s`` until it no longer waits for the round."""
+    while True:
+        await anyio.sleep(interval_s)
+        try:
+            run = await client.retrieve_run(
+                round_.thread_id, round_.run_id, lane=Lane.ACTIVE, retries=0, timeout_s=timeout_s,
+            )
+        except NotFound:
+            return SubmitOutcome.REJECTED
+        except ApiError:
+            continue
+        outcome = _moved_on(run, round_)
+        if outcome is not None:
+            return outcome
 
 
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:

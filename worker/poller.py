@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
-import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -14,7 +10,8 @@ import structlog
 
 from .budget import Lane
 from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
-from .models import Round, Run, RunStatus
+from .models import Round, Run
+from .schedule import Pace, ThreadState, Timeline
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,15 +31,7 @@ log = structlog.get_logger("worker.poller")
 # Runs read per listing: a server that sorts by whole seconds may list a finished run before
 # the new one created in the same second, so one is not enough.
 LIST_RUNS_LIMIT = 5
-# Of the polls started while both announced and idle threads are due, announced ones get
-# this many out of four: first, but never all of the budget.
-ANNOUNCED_SHARE = 3
 DROPPED_LOG_INTERVAL_S = 10.0
-# An unchanged active run is looked at this much less often each time (up to the idle pace).
-ACTIVE_BACKOFF = 1.25
-# A thread whose run was seen within this long is warm: its next run may well come soon.
-WARM_S = 60.0
-MAX_BACKOFF_S = 60.0
 
 
 def active_run(runs: Iterable[Run]) -> Run | None:
@@ -55,29 +44,6 @@ def active_run(runs: Iterable[Run]) -> Run | None:
     if not going:
         return None
     return max(going, key=lambda run: (run.created_at, run.wants_tool_outputs, run.id))
-
-
-@dataclass(slots=True)
-class _Watch:
-    """What the poller knows of one thread; small, since there may be tens of thousands."""
-
-    thread_id: str
-    run_id: str | None = None  # the non-terminal run being followed
-    busy: bool = False  # a round of this thread is being dispatched: do not poll
-    polled: bool = False
-    announced: bool = False  # announced and not seen yet
-    due: float = 0.0  # the live heap entry; older entries of this thread are stale
-    failures: int = 0  # polls failed in a row: the thread backs off
-    last_status: RunStatus | None = None  # of the followed run, at the last poll
-    quiet: int = 0  # polls in a row that saw the followed run unchanged
-    warm_until: float = -math.inf  # a run was seen lately: its next one may come soon
-    other_action_logged: str | None = None
-
-    @property
-    def lane(self) -> Lane:
-        if self.run_id is not None:
-            return Lane.ACTIVE
-        return Lane.ANNOUNCED if self.announced else Lane.IDLE
 
 
 class Poller:
@@ -109,21 +75,15 @@ class Poller:
         self._metrics = metrics
         self._health = health
         self._clock = clock
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[str, ThreadState] = {}
         self._unsettled: set[str] = set()  # watches not yet polled, or with a run going on
-        self._heaps: dict[Lane, list[tuple[float, int, str]]] = {
-            lane: [] for lane in (Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE)
-        }
-        self._picks = itertools.count()
-        self._seq = itertools.count()
-        self._wake = anyio.Event()
-        self._sleeping_until = -math.inf
+        self._timeline = Timeline()
+        self._pace = Pace(settings, client.budget.per_s)
         self._stopped = anyio.Event()
         self._stopping = False
         self._auth_refused = False
         self._dropped: list[str] = []
         self._dropped_logged_at = -math.inf
-        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
         for thread_id in settings.threads:
             self._add(thread_id, announced=False)
 
@@ -141,10 +101,10 @@ class Poller:
         if not watch.busy:
             self._schedule(watch, 0.0)
 
-    def _add(self, thread_id: str, *, announced: bool) -> _Watch:
+    def _add(self, thread_id: str, *, announced: bool) -> ThreadState:
         if len(self._watches) >= self._settings.max_threads:
             raise WatchLimitReached(self._settings.max_threads)
-        watch = self._watches[thread_id] = _Watch(thread_id, announced=announced)
+        watch = self._watches[thread_id] = ThreadState(thread_id, announced=announced)
         self._unsettled.add(thread_id)
         self._metrics.watched_threads.set(len(self._watches))
         self._schedule(watch, 0.0)
@@ -164,7 +124,7 @@ class Poller:
         if poll_after_s == math.inf:
             self._set_run(watch, None)
             self._track(watch)
-            self._schedule(watch, self._idle_delay(watch))
+            self._schedule(watch, self._pace.idle(watch, len(self._watches)))
             return
         self._track(watch)
         delay_s = 0.0 if poll_after_s is None else min(
@@ -175,7 +135,7 @@ class Poller:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
         self._stopping = True
         self._stopped.set()
-        self._wake.set()
+        self._timeline.wake()
 
     @property
     def idle(self) -> bool:
@@ -187,7 +147,7 @@ class Poller:
         """How many threads are watched."""
         return len(self._watches)
 
-    def _track(self, watch: _Watch) -> None:
+    def _track(self, watch: ThreadState) -> None:
         """Keep ``idle`` O(1): track which watches still have something going on."""
         if watch.polled and watch.run_id is None and not watch.busy:
             self._unsettled.discard(watch.thread_id)
@@ -198,7 +158,7 @@ class Poller:
         """Poll until stopped (or, with ``until_idle``, until there is nothing left to do)."""
         # Semaphores, not CapacityLimiters: a slot is taken here and given back by the poll task.
         per_lane = self._settings.max_concurrent_polls
-        slots = {lane: anyio.Semaphore(per_lane) for lane in self._heaps}
+        slots = {lane: anyio.Semaphore(per_lane) for lane in (Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE)}
         async with send, anyio.create_task_group() as tg:
             if self._settings.discover:
                 await self._discover_once()  # so that an until_idle run sees the threads
@@ -213,7 +173,7 @@ class Poller:
                 open_lanes = {lane for lane, slot in slots.items() if slot.value}
                 watch = self._next_due(open_lanes)
                 if watch is None:
-                    await self._sleep_until_due(open_lanes)
+                    await self._timeline.sleep_until_due(open_lanes)
                     continue
                 lane = watch.lane
                 await slots[lane].acquire()
@@ -255,46 +215,19 @@ class Poller:
             log.info("discovered threads", new=new, watched=len(self._watches))
         return new
 
-    def _next_due(self, open_lanes: set[Lane]) -> _Watch | None:
-        """The most urgent watch whose time has come, from a lane with a free slot."""
-        now = anyio.current_time()
-        lanes = [Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE]
-        if next(self._picks) % 4 >= ANNOUNCED_SHARE:
-            lanes = [Lane.ACTIVE, Lane.IDLE, Lane.ANNOUNCED]
-        for lane in lanes:
-            if lane not in open_lanes:
-                continue
-            heap = self._heaps[lane]
-            while heap and heap[0][0] <= now:
-                due, _, thread_id = heapq.heappop(heap)
-                watch = self._watches.get(thread_id)
-                if watch is None or watch.busy or watch.due != due or watch.lane is not lane:
-                    continue  # stale: the thread was rescheduled, or changed lanes
-                self._metrics.poll_lag.observe(now - due)
-                return watch
-        return None
+    def _next_due(self, open_lanes: set[Lane]) -> ThreadState | None:
+        due = self._timeline.next_due(open_lanes, self._watches.get)
+        if due is None:
+            return None
+        state, lag_s = due
+        self._metrics.poll_lag.observe(lag_s)
+        return state
 
-    async def _sleep_until_due(self, open_lanes: set[Lane]) -> None:
-        # Only lanes with a free slot: a full lane's head may be due already, and waiting for
-        # it would spin; a slot that frees up wakes the loop anyway.
-        heads = [heap[0][0] for lane, heap in self._heaps.items() if heap and lane in open_lanes]
-        now = anyio.current_time()
-        # Wake at least once a second: the heartbeat, and slots that free up, need it.
-        self._sleeping_until = min([*heads, now + 1.0])
-        with anyio.move_on_after(max(self._sleeping_until - now, 0.0)):
-            await self._wake.wait()
-        self._sleeping_until = -math.inf  # awake: nothing scheduled needs to wake it
-        self._wake = anyio.Event()
-
-    def _schedule(self, watch: _Watch, delay_s: float) -> None:
-        due = anyio.current_time() + delay_s
-        watch.due = due
-        heapq.heappush(self._heaps[watch.lane], (due, next(self._seq), watch.thread_id))
-        if due < self._sleeping_until:  # the loop sleeps past this: wake it to re-plan
-            self._wake.set()
+    def _schedule(self, watch: ThreadState, delay_s: float) -> None:
+        self._timeline.schedule(watch, delay_s)
 
     async def _poll_and_release(
-        self, watch: _Watch, lane: Lane, send: MemoryObjectSendStream[Round],
+        self, watch: ThreadState, lane: Lane, send: MemoryObjectSendStream[Round],
         slot: anyio.Semaphore,
     ) -> None:
         try:
@@ -303,11 +236,11 @@ class Poller:
             if watch.thread_id in self._watches:
                 self._track(watch)
             slot.release()
-            self._wake.set()  # a slot is free, and an until_idle loop may re-check
+            self._timeline.wake()  # a slot is free, and an until_idle loop may re-check
         if delay_s is not None and watch.thread_id in self._watches:
             self._schedule(watch, delay_s)
 
-    async def _poll(self, watch: _Watch, lane: Lane, send: MemoryObjectSendStream[Round]) -> float | None:
+    async def _poll(self, watch: ThreadState, lane: Lane, send: MemoryObjectSendStream[Round]) -> float | None:
         """Look at the thread once; returns when to look again (None: a round took it)."""
         with structlog.contextvars.bound_contextvars(thread_id=watch.thread_id):
             self._metrics.poll_cycles.inc()
@@ -323,7 +256,7 @@ class Poller:
             watch.polled, watch.announced = True, False
             return await self._follow(watch, run, send)
 
-    async def _current_run(self, watch: _Watch, lane: Lane) -> Run | None:
+    async def _current_run(self, watch: ThreadState, lane: Lane) -> Run | None:
         # One request, no retries in place: a failure is retried by the schedule, so a hung
         # API holds a poll slot for at most poll_timeout_s.
         timeout_s = self._settings.poll_timeout_s
@@ -336,7 +269,7 @@ class Poller:
         )
         return active_run(runs)
 
-    def _failed(self, watch: _Watch, exc: ApiError) -> float:
+    def _failed(self, watch: ThreadState, exc: ApiError) -> float:
         """Count the failure and back the thread off: capped exponential, with jitter."""
         watch.failures += 1
         if isinstance(exc, AuthError):
@@ -345,21 +278,16 @@ class Poller:
                 log.error("the API refused the key", error=str(exc))
         elif watch.failures == 1:  # once per streak; the metric counts every one
             log.warning("polling the thread failed; backing off", error=str(exc))
-        base_s = self._settings.active_poll_interval_s
-        cap_s = max(self._settings.idle_poll_interval_s, min(MAX_BACKOFF_S, base_s * 64))
-        backoff_s: float = min(cap_s, base_s * 2.0 ** min(watch.failures, 16))
-        return backoff_s * self._random.uniform(0.5, 1.0)
+        return self._pace.after_failure(watch)
 
     async def _follow(
-        self, watch: _Watch, run: Run | None, send: MemoryObjectSendStream[Round]
+        self, watch: ThreadState, run: Run | None, send: MemoryObjectSendStream[Round]
     ) -> float | None:
         if run is None or run.status.is_terminal:
             # The run ended (if one was followed): the thread is idle until a new run shows up.
             self._set_run(watch, None)
-            watch.last_status, watch.quiet = None, 0
-            return self._idle_delay(watch)
+            return self._pace.idle(watch, len(self._watches))
         self._set_run(watch, run.id)
-        watch.warm_until = anyio.current_time() + WARM_S
         if run.wants_tool_outputs and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
@@ -372,31 +300,9 @@ class Poller:
         if run.poll_after_ms is not None:
             # The API says when the run will next change: look then, and not before.
             return min(run.poll_after_ms / 1000, self._settings.idle_poll_interval_s)
-        return self._active_delay(watch, run)
+        return self._pace.active(watch, run.status)
 
-    def _active_delay(self, watch: _Watch, run: Run) -> float:
-        """Soon after a change, then less often while the run stays as it was."""
-        watch.quiet = watch.quiet + 1 if watch.last_status == run.status else 0
-        watch.last_status = run.status
-        delay_s: float = self._settings.active_poll_interval_s * ACTIVE_BACKOFF**watch.quiet
-        return min(delay_s, self._settings.idle_poll_interval_s)
-
-    def _idle_delay(self, watch: _Watch) -> float:
-        """How long an idle thread waits for its next look.
-
-        A thread whose run was seen lately is warm: runs follow one another, so it is looked
-        at every ``min_idle_poll_interval_s``. Cold threads share half of the request budget,
-        never looked at less often than ``idle_poll_interval_s``.
-        """
-        idle_s = self._settings.idle_poll_interval_s
-        floor_s = min(self._settings.min_idle_poll_interval_s, idle_s)
-        if anyio.current_time() < watch.warm_until:
-            return floor_s
-        per_s = self._client.budget.per_s
-        share_s = len(self._watches) / (per_s / 2) if per_s > 0 else 0.0
-        return min(max(share_s, floor_s), idle_s)
-
-    def _other_action(self, watch: _Watch, run: Run) -> float:
+    def _other_action(self, watch: ThreadState, run: Run) -> float:
         """A run that waits for something else (a tool approval): leave it, look rarely."""
         if watch.other_action_logged != run.id:
             watch.other_action_logged = run.id
@@ -405,13 +311,13 @@ class Poller:
                      run_id=run.id, action=run.required_action_type)
         return self._settings.idle_poll_interval_s
 
-    def _set_run(self, watch: _Watch, run_id: str | None) -> None:
+    def _set_run(self, watch: ThreadState, run_id: str | None) -> None:
         delta = (run_id is not None) - (watch.run_id is not None)
         watch.run_id = run_id
         if delta:
             self._metrics.active_runs.inc(delta)
 
-    def _lost(self, watch: _Watch) -> float | None:
+    def _lost(self, watch: ThreadState) -> float | None:
         if watch.run_id is not None:
             log.warning("the followed run is gone; looking for the thread's newest run")
             self._set_run(watch, None)

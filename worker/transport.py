@@ -125,25 +125,33 @@ class Transport:
                 )
             except ApiError as error:
                 self.count_error(endpoint, error)
-                lost = maybe_applied and endpoint == "submit_tool_outputs"
-                if lost and isinstance(error, RunNotActionable | NotFound):
-                    # The API answers 400 to a repeated submit, so a 400 after an attempt whose
-                    # answer was lost may mean that attempt was applied: say so to the caller.
-                    raise RunNotActionable(
-                        error.status, endpoint, error.api_message, request_id=error.request_id,
-                        code=error.code, after_lost_answer=True,
-                    ) from error
-                if attempt >= max_retries or not self._retry.is_retryable(error):
-                    raise
-                delay_s = self._retry.delay_s(attempt, error)
-                if deadline is not None and anyio.current_time() + delay_s >= deadline:
-                    raise
+                delay_s = self._retry_delay(error, attempt, max_retries, deadline, maybe_applied)
                 maybe_applied = maybe_applied or isinstance(error, ApiConnectionError | ApiTimeout)
                 attempt += 1
                 self._metrics.api_retries.labels(endpoint).inc()
                 log.warning("API request failed; retrying", endpoint=endpoint, error=str(error),
                             attempt=attempt, delay_s=round(delay_s, 3))
                 await anyio.sleep(delay_s)
+
+    def _retry_delay(
+        self, error: ApiError, attempt: int, max_retries: int, deadline: float | None,
+        maybe_applied: bool,
+    ) -> float:
+        """How long to wait before sending the request again; raises when it is not sent."""
+        lost = maybe_applied and error.endpoint == "submit_tool_outputs"
+        if lost and isinstance(error, RunNotActionable | NotFound):
+            # The API answers 400 to a repeated submit, so a 400 after an attempt whose answer
+            # was lost may mean that attempt was applied: say so to the caller.
+            raise RunNotActionable(
+                error.status, error.endpoint, error.api_message, request_id=error.request_id,
+                code=error.code, after_lost_answer=True,
+            ) from error
+        if attempt >= max_retries or not self._retry.is_retryable(error):
+            raise error
+        delay_s = self._retry.delay_s(attempt, error)
+        if deadline is not None and anyio.current_time() + delay_s >= deadline:
+            raise error
+        return delay_s
 
     @contextmanager
     def counted(self) -> Iterator[None]:
