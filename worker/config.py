@@ -9,15 +9,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import core_schema
 
 from .errors import ConfigError, InvalidId
 from .ids import MAX_ID_CHARS, is_valid_id
+from .secret import Secret
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from pydantic import GetCoreSchemaHandler
 
 __all__ = [
     "ApiSettings",
@@ -40,44 +38,6 @@ AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
 WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
 # Keys whose environment values are taken verbatim: a token of digits stays a string.
 _SECRET_ENV_KEYS = frozenset({"watch_token"})
-
-
-class Secret:
-    """A value that never shows itself in ``repr``, ``str``, logs or error messages."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, _source: Any, _handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        # A settings field typed Secret takes a string and keeps it wrapped; dumped, it is '***'.
-        return core_schema.no_info_plain_validator_function(
-            cls._validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
-
-    @classmethod
-    def _validate(cls, value: object) -> Secret:
-        if isinstance(value, Secret):
-            return value
-        if isinstance(value, str) and value:
-            return cls(value)
-        raise ValueError("must be a non-empty string")
 
 
 class _Section(BaseModel):

@@ -109,9 +109,9 @@ class Metrics:
         for endpoint in _POLLED_ENDPOINTS:
             for kind in API_ERROR_KINDS:
                 self.api_errors.labels(endpoint, kind)
-        self.api_retries = Counter(
+        self.api_retries = _zeroed(Counter(
             "toolworker_api_retries", "API requests retried, by endpoint.", ["endpoint"], registry=r,
-        )
+        ), _POLLED_ENDPOINTS)
         self.streams_open = Gauge(
             "toolworker_streams_open", "Streamed submissions held open now.", registry=r,
         )
