@@ -116,7 +116,8 @@ class Worker:
         if self.settings.intake.redis_stream:
             tg.start_soon(RedisIntake.from_settings(
                 self.settings.intake, watch=poller.watch, consumer=replica_name(),
-                metrics=self.metrics).run)
+                metrics=self.metrics, report=functools.partial(self.health.dependency, "intake"),
+            ).run)
 
     async def _process_rounds(self, receive: MemoryObjectReceiveStream[Round],
                               pipeline: Pipeline, poller: Poller) -> None:

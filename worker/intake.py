@@ -111,19 +111,24 @@ class RedisIntake:
         consumer: str,
         *,
         metrics: Metrics | None = None,
+        report: Callable[[str | None], None] | None = None,
     ) -> None:
+        """``report`` hears the stream's health: an error's text, or None when it answers."""
         self._redis = redis
         self._settings = settings
         self._watch = watch
         self._consumer = consumer
+        self._report = report or (lambda _error: None)
         self.refusals = Refusals(metrics, "redis")
         self.handled = 0
 
     @classmethod
     def from_settings(
-        cls, settings: IntakeSettings, *, watch: Watch, consumer: str, metrics: Metrics | None = None
+        cls, settings: IntakeSettings, *, watch: Watch, consumer: str,
+        metrics: Metrics | None = None, report: Callable[[str | None], None] | None = None,
     ) -> RedisIntake:
-        return cls(connect_redis(settings.redis_url), settings, watch, consumer, metrics=metrics)
+        return cls(connect_redis(settings.redis_url), settings, watch, consumer, metrics=metrics,
+                   report=report)
 
     async def run(self) -> None:
         """Read until cancelled; Redis outages are logged and waited out, nothing is dropped."""
@@ -137,7 +142,10 @@ class RedisIntake:
                     await self._read_batch()
                 except (RedisError, OSError) as exc:
                     log.warning("the intake stream is unavailable; retrying", error=str(exc))
+                    self._report(f"the intake stream: {type(exc).__name__}: {exc}")
                     await anyio.sleep(1.0)
+                else:
+                    self._report(None)
         finally:
             self.refusals.flush(force=True)
             with anyio.CancelScope(shield=True):

@@ -81,6 +81,24 @@ async def test_a_redis_that_goes_down_makes_the_worker_unready(
     assert down_s < 5 * WINDOW_S
 
 
+async def test_an_intake_stream_that_goes_down_makes_the_worker_unready(
+    sim: Simulator, redis_server: RedisServer
+) -> None:
+    """The Redis of the intake stream stops: /readyz is 503 naming the intake; back: 200."""
+    worker = make_worker(sim.base_url,
+                         intake={"redis_stream": True, "redis_url": redis_server.url})
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await readyz_until(worker, lambda status, _: status == 200)
+        redis_server.stop()
+        _, body = await readyz_until(worker, lambda status, _: status == 503)
+        redis_server.start()
+        await readyz_until(worker, lambda status, _: status == 200)
+        worker.stop()
+    assert body["reason"] == "a dependency does not answer"
+    assert "the intake stream" in body["dependencies"]["intake"]
+
+
 async def test_an_unreachable_api_makes_the_worker_unready() -> None:
     """No thread watched and nothing listening at base_url: 503, the API has not answered
     recently, with the connection error that says why."""
