@@ -38,18 +38,13 @@ async def post(worker: Worker, body: object, token: str | None = TOKEN) -> tuple
         return response.status, await response.json()
 
 
-async def started(worker: Worker) -> None:
-    await wait_for(lambda: worker.server is not None and worker.server.port, what="the server")
-
-
 async def test_a_thread_posted_to_watch_is_answered() -> None:
     """POST /v1/watch with the token adds a thread; its run's rounds are submitted."""
     async with Simulator(api_key=SIM_KEY) as sim:
         threads, runs = start_runs(sim, [[calls(("add", {"a": 1})), calls(("add", {"a": 2}))]])
         worker = worker_for(sim, [], watch_token=TOKEN)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            await started(worker)
+            await tg.start(worker.run)
             status, body = await post(worker, {"thread_id": threads[0], "run_id": runs[0]})
             assert (status, body) == (202, {"watching": threads[0], "run_id": runs[0]})
             await wait_for(lambda: sim.run(runs[0])["status"] == "completed", what="the run")
@@ -76,8 +71,7 @@ async def test_bad_watch_requests_are_refused_clearly(
     async with Simulator(api_key=SIM_KEY) as sim:
         worker = worker_for(sim, [], watch_token=TOKEN)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            await started(worker)
+            await tg.start(worker.run)
             answer = await post(worker, body, token)
             worker.stop()
     assert answer[0] == status
@@ -90,8 +84,7 @@ async def test_watch_is_off_without_a_token() -> None:
     async with Simulator(api_key=SIM_KEY) as sim:
         worker = worker_for(sim, [])
         async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            await started(worker)
+            await tg.start(worker.run)
             status, body = await post(worker, {"thread_id": "thread_x"})
             worker.stop()
     assert status == 404

@@ -53,8 +53,7 @@ async def test_counters_move_by_exactly_the_work_done(sim: Simulator) -> None:
     threads, _ = start_runs(sim, [script] * 4)
     worker = worker_for(sim.base_url, threads)
     async with anyio.create_task_group() as tg, aiohttp.ClientSession() as session:
-        tg.start_soon(worker.run)
-        await wait_for(lambda: worker.server is not None and worker.server.port, what="server")
+        await tg.start(worker.run)
         scraped: dict[Any, float] = {}
 
         async def all_rounds_counted() -> bool:
@@ -99,8 +98,7 @@ async def test_health_and_readiness(sim: Simulator) -> None:
     threads, runs = start_runs(sim, [[calls(("nap", {"seconds": 2}))]])
     worker = worker_for(sim.base_url, threads)
     async with anyio.create_task_group() as tg, aiohttp.ClientSession() as session:
-        tg.start_soon(worker.run)
-        await wait_for(lambda: worker.server is not None and worker.server.port, what="server")
+        await tg.start(worker.run)
         assert await get(session, worker, "/healthz") == (200, '{"status": "alive"}')
         status, body = await get(session, worker, "/readyz")
         assert status == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -12,18 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
-import anyio
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
     from types import TracebackType
 
     from multidict import CIMultiDictProxy
 
-__all__ = ["SPEC", "FakeClock", "Reply", "SimHttp", "Spec", "wait_until"]
+__all__ = ["SPEC", "FakeClock", "Reply", "SimHttp", "Spec"]
 
 _SPEC_URI = "urn:openai-assistants-spec"
 # The API answers an empty list with null first_id/last_id; the spec says string. We side with
@@ -208,20 +206,3 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward."""
         self.now += seconds
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout_s: float = 5.0
-) -> None:
-    """Check `condition()` (sync or async) until it holds, failing after `timeout_s`.
-
-    For state outside our control (a server's, the simulator's), where no event exists to wait on.
-    """
-    with anyio.fail_after(timeout_s):
-        while True:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.01)

@@ -10,9 +10,10 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.conftest import wait_for
 from worker.simulator import Simulator, ToolCallScript, serve_forever
 
-from .helpers import SimHttp, wait_until
+from .helpers import SimHttp
 
 ECHO_TOOL = {
     "type": "function",
@@ -276,7 +277,7 @@ async def test_serve_forever_serves_until_cancelled() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: serve_forever("127.0.0.1", port, api_key="k"))
-        await wait_until(answers)
+        await wait_for(answers, timeout_s=5, what="the answers")
         tg.cancel_scope.cancel()
 
 
@@ -286,7 +287,8 @@ async def test_rounds_visible_records_when_each_round_appeared() -> None:
         thread_id = sim.create_thread(["hi"])
         before = time.monotonic()
         run_id = sim.create_run(thread_id, assistant_id, [[ToolCallScript("echo", "{}")]])
-        await wait_until(lambda: (run_id, 0) in sim.rounds_visible)
+        await wait_for(lambda: (run_id, 0) in sim.rounds_visible, timeout_s=5,
+                       what="the first round to be visible")
         visible = sim.rounds_visible[(run_id, 0)]
         # The moment the round appeared (creation + thinking), not the moment someone looked;
         # the margin covers time.time() and time.monotonic() drifting apart meanwhile.
