@@ -13,10 +13,11 @@ from .answers import items, parse_assistant, parse_run
 from .budget import Lane
 from .errors import ApiError, BadAnswer
 from .events import RUN_ENDS, read_events
+from .models import parse_metadata
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from .backends import BackendProfile
@@ -214,6 +215,17 @@ class ApiClient:
                         skipped=len(found) - len(thread_ids))
         more = answer.data.get("has_more") is True and thread_ids
         return thread_ids, (thread_ids[-1] if more else None)
+
+    async def retrieve_thread_metadata(self, thread_id: str) -> Mapping[str, str]:
+        """The thread's ``metadata`` (string pairs; anything else in it is left out).
+
+        Raises:
+            NotFound: no such thread for this key.
+        """
+        answer = await self._transport.request(
+            "GET", "retrieve_thread", ids.path("/threads/{thread_id}", thread_id=thread_id),
+        )
+        return parse_metadata(answer.data.get("metadata"))
 
     async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The key's assistants."""

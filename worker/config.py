@@ -155,6 +155,8 @@ class ToolsSettings(_Section):
     # How long a round's outputs are submitted again after failures when the run has no
     # expires_at (with one, they are tried until it).
     submit_window_s: float = Field(default=600.0, gt=0)
+    # ctx.thread_metadata() reads a thread once per this long; its calls share the answer.
+    thread_metadata_ttl_s: float = Field(default=30.0, ge=0)
 
 
 class ServerSettings(_Section):

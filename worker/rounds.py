@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -16,9 +16,10 @@ from .dispatch import Dispatcher
 from .errors import CoordinationError
 from .models import Round, SubmitOutcome
 from .submit import SubmitResult, Submitter
+from .thread_metadata import ThreadMetadataCache
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from .claims import ClaimStore, Held
     from .client import ApiClient
@@ -50,12 +51,16 @@ class Pipeline:
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
-              settings: Settings, metrics: Metrics, clock: ApiClock) -> Pipeline:
-        """The stages as the settings configure them."""
+              settings: Settings, metrics: Metrics, clock: ApiClock,
+              resources: Mapping[type[Any], object] | None = None) -> Pipeline:
+        """The stages as the settings configure them; ``resources`` are the started ones."""
+        thread_metadata = ThreadMetadataCache(client.retrieve_thread_metadata,
+                                              settings.tools.thread_metadata_ttl_s)
         return cls(
             client, claims,
             Dispatcher(registry, settings.tools, metrics,
-                       log_arguments=settings.logging.log_arguments),
+                       log_arguments=settings.logging.log_arguments, resources=resources,
+                       thread_metadata=thread_metadata.get),
             Submitter(client, metrics, window_s=settings.tools.submit_window_s),
             clock, metrics,
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
