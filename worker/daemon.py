@@ -22,6 +22,7 @@ from .probe import check_access, keep_health
 from .redis_connect import replica_name
 from .resources import open_resources
 from .rounds import Pipeline
+from .scope import Scope, unknown_policy
 from .server import Server
 from .shutdown import Shutdown
 
@@ -99,15 +100,18 @@ class Worker:
             send, receive = anyio.create_memory_object_stream[Round](
                 max_buffer_size=self.settings.tools.max_concurrent_rounds
             )
-            poller = self.poller = Poller(client, self.settings.watch, self.metrics,
-                                          health=self.health, clock=self.clock)
+            poller = self.poller = Poller(
+                client, self.settings.watch, self.metrics, health=self.health,
+                clock=self.clock, scope=Scope.from_settings(self.settings, self._tool_names()))
             pipeline = Pipeline.build(client, claims, self.registry, self.settings,
                                       self.metrics, self.clock, resources)
             async with anyio.create_task_group() as tg:
                 await self._start_edges(tg, client, claims, poller)
                 tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
-                log.info("worker started", tools=[t.name for t in self.registry],
-                         threads=len(self.settings.watch.threads))
+                log.info("worker started", tools=self._tool_names(),
+                         threads=len(self.settings.watch.threads),
+                         assistants=list(self.settings.watch.assistants) or "all",
+                         unknown_tools=unknown_policy(self.settings))
                 task_status.started()
                 await self._process_rounds(receive, pipeline, poller)
                 tg.cancel_scope.cancel()
@@ -149,6 +153,9 @@ class Worker:
         finally:
             slots.release()
             poller.round_finished(round_, next_poll_s)
+
+    def _tool_names(self) -> list[str]:
+        return [spec.name for spec in self.registry]
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""

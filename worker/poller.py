@@ -15,6 +15,7 @@ import structlog
 from .budget import Lane
 from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
 from .models import Round, Run, RunStatus
+from .scope import OTHER_ASSISTANT, UNKNOWN_TOOL
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .config import WatchSettings
     from .health import Health
     from .metrics import Metrics
+    from .scope import Scope
 
 __all__ = ["Poller", "active_run"]
 
@@ -43,6 +45,13 @@ ACTIVE_BACKOFF = 1.25
 # A thread whose run was seen within this long is warm: its next run may well come soon.
 WARM_S = 60.0
 MAX_BACKOFF_S = 60.0
+
+
+_LEAVING = {
+    "unsupported_action": "run waits for an action this worker does not take; leaving it alone",
+    OTHER_ASSISTANT: "run is of an assistant this worker does not serve; leaving it alone",
+    UNKNOWN_TOOL: "round calls a tool not registered here; leaving it to another deployment",
+}
 
 
 def active_run(runs: Iterable[Run]) -> Run | None:
@@ -97,8 +106,14 @@ class Poller:
         *,
         health: Health,
         clock: ApiClock,
+        scope: Scope | None = None,
     ) -> None:
-        """Raises ``ConfigError`` when more threads are configured than ``max_threads``."""
+        """Raises ``ConfigError`` when more threads are configured than ``max_threads``.
+
+        Runs outside ``scope`` (another assistant's, or rounds for another deployment's
+        tools) are left alone and looked at rarely.
+        """
+        self._scope = scope
         if len(settings.threads) > settings.max_threads:
             raise ConfigError(
                 f"{len(settings.threads)} threads are configured, more than the limit",
@@ -360,6 +375,9 @@ class Poller:
             return self._idle_delay(watch)
         self._set_run(watch, run.id)
         watch.warm_until = anyio.current_time() + WARM_S
+        reason = self._scope.leave_reason(run) if self._scope is not None else None
+        if reason is not None:
+            return self._leave(watch, run, reason)
         if run.wants_tool_outputs and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
@@ -398,11 +416,16 @@ class Poller:
 
     def _other_action(self, watch: _Watch, run: Run) -> float:
         """A run that waits for something else (a tool approval): leave it, look rarely."""
+        return self._leave(watch, run, "unsupported_action")
+
+    def _leave(self, watch: _Watch, run: Run, reason: str) -> float:
+        """Leave the run to someone else: count and log it once, and look at it rarely."""
         if watch.other_action_logged != run.id:
             watch.other_action_logged = run.id
-            self._metrics.runs_skipped.labels("unsupported_action").inc()
-            log.info("run waits for an action this worker does not take; leaving it alone",
-                     run_id=run.id, action=run.required_action_type)
+            self._metrics.runs_skipped.labels(reason).inc()
+            log.info(_LEAVING[reason], run_id=run.id, reason=reason,
+                     action=run.required_action_type, assistant_id=run.assistant_id,
+                     tools=sorted({call.name for call in run.tool_calls}))
         return self._settings.idle_poll_interval_s
 
     def _set_run(self, watch: _Watch, run_id: str | None) -> None:

@@ -15,6 +15,7 @@ from .cancellation import unless_run_moves_on
 from .dispatch import Dispatcher
 from .errors import CoordinationError
 from .models import Round, SubmitOutcome
+from .scope import Scope
 from .submit import SubmitResult, Submitter
 from .thread_metadata import ThreadMetadataCache
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .clock import ApiClock
     from .config import Settings
     from .metrics import Metrics
+    from .models import Run
     from .registry import Registry
 
 __all__ = ["RUN_ENDED", "Pipeline"]
@@ -48,6 +50,7 @@ class Pipeline:
     metrics: Metrics
     cancel_check_interval_s: float
     retry_claim_s: float  # when to look again at a round that could not be claimed
+    scope: Scope | None = None  # a streamed round outside it goes back to the poller
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
@@ -65,7 +68,11 @@ class Pipeline:
             clock, metrics,
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
             retry_claim_s=settings.watch.active_poll_interval_s,
+            scope=Scope.from_settings(settings, (spec.name for spec in registry)),
         )
+
+    def _serves(self, run: Run) -> bool:
+        return self.scope is None or self.scope.leave_reason(run) is None
 
     async def follow(
         self, round_: Round, *, in_flight: set[Round], abandoned: list[Round],
@@ -111,7 +118,7 @@ class Pipeline:
         run = result.next_run
         if run is not None and run.status.is_terminal:
             return None, RUN_ENDED  # the stream saw the run end: nothing left to look at
-        if run is None or not run.wants_tool_outputs or not follow:
+        if run is None or not run.wants_tool_outputs or not follow or not self._serves(run):
             return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
         return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
