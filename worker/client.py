@@ -57,6 +57,7 @@ class ApiClient:
         self._settings = settings
         self._metrics = metrics
         self._health = health
+        self._output_type = profile.tool_output_type
         self.budget = self._transport.budget
         self._streams_open = 0
 
@@ -118,7 +119,7 @@ class ApiClient:
         Raises:
             RunNotActionable: the run does not take these outputs (any more).
         """
-        body = {"tool_outputs": [output.to_json() for output in outputs]}
+        body = {"tool_outputs": self._outputs_json(outputs)}
         answer = await self._transport.request(
             "POST",
             "submit_tool_outputs",
@@ -130,6 +131,9 @@ class ApiClient:
         with self._transport.counted():
             return parse_run("submit_tool_outputs", answer.data, answer.poll_after_ms,
                              thread_id=thread_id, run_id=run_id)
+
+    def _outputs_json(self, outputs: Sequence[ToolOutput]) -> list[dict[str, str]]:
+        return [output.to_json(self._output_type) for output in outputs]
 
     @property
     def can_stream(self) -> bool:
@@ -150,7 +154,7 @@ class ApiClient:
             ApiError: the outputs were not accepted (as ``submit_tool_outputs``).
         """
         endpoint = "submit_tool_outputs"
-        body = {"tool_outputs": [output.to_json() for output in outputs], "stream": True}
+        body = {"tool_outputs": self._outputs_json(outputs), "stream": True}
         path = ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
                         thread_id=thread_id, run_id=run_id)
         async with self._transport.open_stream(endpoint, path, body) as response:

@@ -274,9 +274,12 @@ class ToolOutput:
     outcome: CallOutcome
     duration_s: float
 
-    def to_json(self) -> dict[str, str]:
-        """The output as the API takes it."""
-        return {"tool_call_id": self.tool_call_id, "output": self.output}
+    def to_json(self, output_type: str | None = None) -> dict[str, str]:
+        """The output as the API takes it; ``output_type`` is sent as its ``type`` when given."""
+        body = {"tool_call_id": self.tool_call_id, "output": self.output}
+        if output_type is not None:
+            body["type"] = output_type
+        return body
 
     def to_record(self) -> dict[str, object]:
         """Everything, for keeping the output until the run takes it (e.g. in Redis)."""

@@ -123,3 +123,21 @@ async def test_runs_waiting_for_another_action_are_left_alone() -> None:
         assert_each_round_submitted_once(sim, runs, [2])
         assert worker.metrics.registry.get_sample_value(
             "toolworker_runs_skipped_total", {"reason": "unsupported_action"}) == 1
+
+
+@pytest.mark.parametrize(("profile", "stream"), [("openai", True), ("azure", True),
+                                                  ("azure", False)])
+async def test_each_profile_sends_its_own_tool_output_shape(profile: str, stream: bool) -> None:
+    """Azure's outputs carry type "function_call_output"; OpenAI's stay two fields."""
+    async with Simulator(api_key=KEY, profile=profile) as sim:  # type: ignore[arg-type]
+        threads, runs = start_runs(sim, [SCRIPT])
+        settings = settings_for(sim, threads, profile, stream=stream)
+        await run_until_idle(Worker(settings, Registry.from_modules(settings.tools.modules)))
+        assert_each_round_submitted_once(sim, runs, [2])
+        bodies = [s.body for s in sim.accepted_submissions()]
+    outputs = [item for body in bodies for item in body["tool_outputs"]]  # type: ignore[index]
+    expected = ({"tool_call_id", "output", "type"} if profile == "azure"
+                else {"tool_call_id", "output"})
+    assert all(set(item) == expected for item in outputs)
+    if profile == "azure":
+        assert {item["type"] for item in outputs} == {"function_call_output"}
