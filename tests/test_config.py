@@ -119,6 +119,13 @@ def test_watched_threads_are_checked_at_load(tmp_path: Path, index: int, bad: st
     assert str(path) in str(info.value)
 
 
+def test_served_assistants_are_checked_at_load(tmp_path: Path) -> None:
+    """A [watch] assistants entry no API would issue is a ConfigError naming the entry."""
+    path = write(tmp_path, '[watch]\nassistants = ["asst_ok", "a/b"]\n')
+    with pytest.raises(ConfigError, match=r"watch\.assistants\[1\]: assistant id"):
+        load_config(path, environ=KEY)
+
+
 @pytest.mark.parametrize("text", ["[api]\napi_key = 'sk-inline-123456'\n",
                                   "api_key = 'sk-inline-123456'\n"])
 def test_an_inline_key_says_where_keys_go(tmp_path: Path, text: str) -> None:

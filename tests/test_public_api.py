@@ -21,6 +21,7 @@ def test_public_names_are_pinned() -> None:
         "CoordinationError",
         "NotFound",
         "RateLimited",
+        "ResourceError",
         "RunNotActionable",
         "ToolArgumentsError",
         "ToolContext",
@@ -28,6 +29,7 @@ def test_public_names_are_pinned() -> None:
         "ToolNotFound",
         "WorkerError",
         "__version__",
+        "resource",
         "tool",
     ]
     for name in worker.__all__:

@@ -89,3 +89,52 @@ def test_the_plugin_says_when_no_handlers_are_named(pytester: pytest.Pytester) -
     result = pytester.runpytest_inprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*define a fixture named tool_worker_handlers*"])
+
+
+USER_TESTS_WITH_RESOURCES = """
+from collections.abc import AsyncIterator
+
+import pytest
+
+from worker import resource, tool
+
+
+class Store:
+    def __init__(self, name):
+        self.name = name
+
+
+@resource
+async def store() -> AsyncIterator[Store]:
+    raise RuntimeError("the real store is never opened in these tests")
+    yield Store("real")
+
+
+@tool
+async def where(store: Store) -> str:
+    '''Which store answers.'''
+    return store.name
+
+
+@pytest.fixture
+def tool_worker_handlers():
+    return [where]
+
+
+@pytest.fixture
+def tool_worker_resources():
+    return {Store: Store("fake")}
+
+
+@pytest.mark.anyio
+async def test_where(tool_worker):
+    result = await tool_worker.run([[("where", {})]])
+    assert result.outputs == [["fake"]]
+"""
+
+
+def test_the_plugin_replaces_resources_from_a_fixture(pytester: pytest.Pytester) -> None:
+    """A tool_worker_resources fixture hands its fakes to the handlers; the real one never opens."""
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makepyfile(test_user=USER_TESTS_WITH_RESOURCES)
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)

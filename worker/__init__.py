@@ -13,6 +13,7 @@ from .errors import (
     CoordinationError,
     NotFound,
     RateLimited,
+    ResourceError,
     RunNotActionable,
     ToolArgumentsError,
     ToolError,
@@ -20,6 +21,7 @@ from .errors import (
     WorkerError,
 )
 from .registry import tool
+from .resources import resource
 
 __all__ = [
     "ApiConnectionError",
@@ -31,6 +33,7 @@ __all__ = [
     "CoordinationError",
     "NotFound",
     "RateLimited",
+    "ResourceError",
     "RunNotActionable",
     "ToolArgumentsError",
     "ToolContext",
@@ -38,5 +41,6 @@ __all__ = [
     "ToolNotFound",
     "WorkerError",
     "__version__",
+    "resource",
     "tool",
 ]

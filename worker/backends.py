@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 
@@ -41,6 +41,10 @@ __all__ = [
 class BackendProfile(Protocol):
     """How to address and authenticate to one flavour of the Assistants protocol."""
 
+    @property
+    def tool_output_type(self) -> str | None:
+        """The ``type`` each tool output carries, or None to send none."""
+
     def url(self, path: str) -> str: ...
 
     def query(self) -> dict[str, str]: ...
@@ -58,6 +62,8 @@ class OpenAIProfile:
     api_key: Secret
     organization: str | None = None
     project: str | None = None
+    # OpenAI's SubmitToolOutputsRunRequest closes each output to tool_call_id and output.
+    tool_output_type: ClassVar[str | None] = None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -125,6 +131,11 @@ class AzureProfile:
     api_version: str
     api_key: Secret | None = None
     tokens: EntraTokenSource | None = None
+    # The agents service's ToolOutput is the "function_call_output" member of a union keyed
+    # by `type` (its default is that same value); sent, so that no server has to guess.
+    # azure-ai-agents, azure/ai/agents/models/_models.py, class ToolOutput(StructuredToolOutput,
+    # discriminator="function_call_output") (Azure/azure-sdk-for-python, commit 043ad757).
+    tool_output_type: ClassVar[str | None] = "function_call_output"
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

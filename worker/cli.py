@@ -21,7 +21,7 @@ from .backends import auth_hint, build_profile
 from .client import ApiClient
 from .config import Settings, api_key_source, load_config
 from .daemon import Worker
-from .errors import AuthError, ConfigError, NotFound, WorkerError
+from .errors import AuthError, ConfigError, NotFound, ResourceError, WorkerError
 from .logs import configure_logging
 from .metrics import Metrics
 from .registry import Registry
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as exc:
         print(f"tool-worker: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ResourceError as exc:
+        print(f"tool-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except AuthError as exc:
         print(_auth_error_line(exc, getattr(args, "settings", None)), file=sys.stderr)
@@ -212,6 +215,14 @@ def _tools_list(args: argparse.Namespace) -> int:
         print(f"{spec.name:<{width}}  {spec.description}")
         if spec.signature.strict_problem is not None:
             print(f"{'':<{width}}  (not strict: {spec.signature.strict_problem})")
+        if spec.signature.resources:
+            names = ", ".join(param for param, _ in spec.signature.resources)
+            print(f"{'':<{width}}  (resources: {names})")
+    resources = registry.resources()
+    if resources:
+        print("\nresources, started in this order and closed in reverse:")
+        for found in resources:
+            print(f"  {found.name}  {found.type_name}  ({found.origin})")
     return EXIT_OK
 
 

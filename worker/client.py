@@ -13,10 +13,11 @@ from .answers import items, parse_assistant, parse_run
 from .budget import Lane
 from .errors import ApiError, BadAnswer
 from .events import RUN_ENDS, read_events
+from .models import parse_metadata
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from .backends import BackendProfile
@@ -56,6 +57,7 @@ class ApiClient:
         self._settings = settings
         self._metrics = metrics
         self._health = health
+        self._output_type = profile.tool_output_type
         self.budget = self._transport.budget
         self._streams_open = 0
 
@@ -117,7 +119,7 @@ class ApiClient:
         Raises:
             RunNotActionable: the run does not take these outputs (any more).
         """
-        body = {"tool_outputs": [output.to_json() for output in outputs]}
+        body = {"tool_outputs": self._outputs_json(outputs)}
         answer = await self._transport.request(
             "POST",
             "submit_tool_outputs",
@@ -129,6 +131,9 @@ class ApiClient:
         with self._transport.counted():
             return parse_run("submit_tool_outputs", answer.data, answer.poll_after_ms,
                              thread_id=thread_id, run_id=run_id)
+
+    def _outputs_json(self, outputs: Sequence[ToolOutput]) -> list[dict[str, str]]:
+        return [output.to_json(self._output_type) for output in outputs]
 
     @property
     def can_stream(self) -> bool:
@@ -149,7 +154,7 @@ class ApiClient:
             ApiError: the outputs were not accepted (as ``submit_tool_outputs``).
         """
         endpoint = "submit_tool_outputs"
-        body = {"tool_outputs": [output.to_json() for output in outputs], "stream": True}
+        body = {"tool_outputs": self._outputs_json(outputs), "stream": True}
         path = ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
                         thread_id=thread_id, run_id=run_id)
         async with self._transport.open_stream(endpoint, path, body) as response:
@@ -214,6 +219,17 @@ class ApiClient:
                         skipped=len(found) - len(thread_ids))
         more = answer.data.get("has_more") is True and thread_ids
         return thread_ids, (thread_ids[-1] if more else None)
+
+    async def retrieve_thread_metadata(self, thread_id: str) -> Mapping[str, str]:
+        """The thread's ``metadata`` (string pairs; anything else in it is left out).
+
+        Raises:
+            NotFound: no such thread for this key.
+        """
+        answer = await self._transport.request(
+            "GET", "retrieve_thread", ids.path("/threads/{thread_id}", thread_id=thread_id),
+        )
+        return parse_metadata(answer.data.get("metadata"))
 
     async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The key's assistants."""

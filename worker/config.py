@@ -99,6 +99,8 @@ class WatchSettings(_Section):
     cancel_check_interval_s: float = Field(default=3.0, gt=0)
     discover: bool = False
     discover_interval_s: float = Field(default=30.0, gt=0)
+    # Answer only the runs of these assistants (all when empty); others are left alone.
+    assistants: tuple[str, ...] = ()
 
 
 class ToolsSettings(_Section):
@@ -115,6 +117,12 @@ class ToolsSettings(_Section):
     # How long a round's outputs are submitted again after failures when the run has no
     # expires_at (with one, they are tried until it).
     submit_window_s: float = Field(default=600.0, gt=0)
+    # A round that calls a tool not registered here: "error" answers it with an error output;
+    # "leave" does not claim it (another deployment serves that tool). Unset: "leave" with
+    # [watch] discover = true and no [watch] assistants, "error" otherwise.
+    unknown: Literal["error", "leave"] | None = None
+    # ctx.thread_metadata() reads a thread once per this long; its calls share the answer.
+    thread_metadata_ttl_s: float = Field(default=30.0, ge=0)
 
 
 class ServerSettings(_Section):
@@ -328,10 +336,11 @@ def _read_watch_token_file(settings: Settings, source: str) -> Settings:
 
 
 def _check_threads(settings: Settings, source: str) -> None:
-    for index, thread_id in enumerate(settings.watch.threads):
-        if not is_valid_id(thread_id):
-            problem = InvalidId("thread id", thread_id, max_chars=MAX_ID_CHARS)
-            raise ConfigError(str(problem), source=source, key=f"watch.threads[{index}]")
+    for key, what in (("threads", "thread id"), ("assistants", "assistant id")):
+        for index, object_id in enumerate(getattr(settings.watch, key)):
+            if not is_valid_id(object_id):
+                problem = InvalidId(what, object_id, max_chars=MAX_ID_CHARS)
+                raise ConfigError(str(problem), source=source, key=f"watch.{key}[{index}]")
 
 
 def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None) -> str:

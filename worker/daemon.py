@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -20,11 +20,15 @@ from .models import Round
 from .poller import Poller
 from .probe import check_access, keep_health
 from .redis_connect import replica_name
+from .resources import open_resources
 from .rounds import Pipeline
+from .scope import Scope, unknown_policy
 from .server import Server
 from .shutdown import Shutdown
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .backends import BackendProfile
@@ -47,7 +51,10 @@ class Worker:
         *,
         metrics: Metrics | None = None,
         profile: BackendProfile | None = None,
+        resources: Mapping[type[Any], object] | None = None,
     ) -> None:
+        """``resources`` replace the ``@resource`` of their type (tests pass fakes this way)."""
+        self._resource_overrides = resources
         self._profile = profile or build_profile(settings.api, settings.api_key)
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -77,11 +84,14 @@ class Worker:
         ``await tg.start(worker.run)`` returns once it polls (and its server listens).
 
         Raises:
+            ResourceError: a ``@resource`` failed to start.
             AuthError: the API refused the key at start.
             ConfigError: the API refused the first request, or Redis support is missing.
         """
         budget = RequestBudget(self.settings.api.max_requests_per_s)
         async with (
+            open_resources(self.registry.resource_types(),
+                           self._resource_overrides) as resources,
             ApiClient(self._profile, self.settings.api, self.metrics, budget=budget,
                       clock=self.clock, health=self.health) as client,
             open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
@@ -90,15 +100,18 @@ class Worker:
             send, receive = anyio.create_memory_object_stream[Round](
                 max_buffer_size=self.settings.tools.max_concurrent_rounds
             )
-            poller = self.poller = Poller(client, self.settings.watch, self.metrics,
-                                          health=self.health, clock=self.clock)
+            poller = self.poller = Poller(
+                client, self.settings.watch, self.metrics, health=self.health,
+                clock=self.clock, scope=Scope.from_settings(self.settings, self._tool_names()))
             pipeline = Pipeline.build(client, claims, self.registry, self.settings,
-                                      self.metrics, self.clock)
+                                      self.metrics, self.clock, resources)
             async with anyio.create_task_group() as tg:
                 await self._start_edges(tg, client, claims, poller)
                 tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
-                log.info("worker started", tools=[t.name for t in self.registry],
-                         threads=len(self.settings.watch.threads))
+                log.info("worker started", tools=self._tool_names(),
+                         threads=len(self.settings.watch.threads),
+                         assistants=list(self.settings.watch.assistants) or "all",
+                         unknown_tools=unknown_policy(self.settings))
                 task_status.started()
                 await self._process_rounds(receive, pipeline, poller)
                 tg.cancel_scope.cancel()
@@ -141,6 +154,9 @@ class Worker:
         finally:
             slots.release()
             poller.round_finished(round_, next_poll_s)
+
+    def _tool_names(self) -> list[str]:
+        return [spec.name for spec in self.registry]
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""

@@ -17,6 +17,8 @@ from .logs import redact_text
 from .models import CallOutcome, Round, ToolCall, ToolOutput
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
     from structlog.typing import FilteringBoundLogger
 
     from .config import ToolsSettings
@@ -56,9 +58,17 @@ class Dispatcher:
         *,
         log_arguments: bool = False,
         tool_log: FilteringBoundLogger | None = None,
+        resources: Mapping[type[Any], object] | None = None,
+        thread_metadata: Callable[[str], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
-        """``tool_log`` is the ``ctx.log`` handlers get; a fresh logger per call by default."""
+        """``tool_log`` is the ``ctx.log`` handlers get; a fresh logger per call by default.
+
+        ``resources`` holds the started ``@resource`` values by type; ``thread_metadata``
+        reads a thread's metadata for ``ctx.thread_metadata()``.
+        """
         self._registry = registry
+        self._resources = resources or {}
+        self._thread_metadata = thread_metadata or _no_thread_metadata
         self._tool_log = tool_log
         self._log_arguments = log_arguments
         self._settings = settings
@@ -165,6 +175,14 @@ class Dispatcher:
                         expires_in_s=round(left_s, 1))
             text = f"Error: the run expires in {left_s:.0f} s; the tool {spec.name!r} was not run."
             return text, CallOutcome.NOT_RUN
+        self._inject(spec, kwargs, round_, call, timeout_s)
+        return await self._run_handler(spec, kwargs, timeout_s)
+
+    def _inject(self, spec: Tool, kwargs: dict[str, Any], round_: Round, call: ToolCall,
+                timeout_s: float) -> None:
+        """The ToolContext and the resources the handler asks for, by annotation."""
+        for param, kind in spec.signature.resources:
+            kwargs[param] = self._resources[kind]
         if spec.signature.context_param is not None:
             kwargs[spec.signature.context_param] = ToolContext(
                 thread_id=round_.thread_id,
@@ -173,8 +191,9 @@ class Dispatcher:
                 assistant_id=round_.assistant_id,
                 deadline=anyio.current_time() + timeout_s,
                 log=self._tool_log or structlog.get_logger("tool").bind(),
+                metadata=round_.metadata,
+                load_thread_metadata=functools.partial(self._thread_metadata, round_.thread_id),
             )
-        return await self._run_handler(spec, kwargs, timeout_s)
 
     def _parse(self, spec: Tool, call: ToolCall) -> dict[str, Any]:
         """The handler's arguments from the model's JSON; raises ``ToolArgumentsError``."""
@@ -251,6 +270,10 @@ class Dispatcher:
         # The marker's own length depends on the count, so size it with the upper bound first.
         kept = limit - len(TRUNCATION_MARKER.format(dropped=len(text), total=len(text)))
         return text[:kept] + TRUNCATION_MARKER.format(dropped=len(text) - kept, total=len(text))
+
+
+async def _no_thread_metadata(thread_id: str) -> Mapping[str, str]:
+    return {}
 
 
 def _encode(tool: str, result: Any) -> tuple[str, CallOutcome]:

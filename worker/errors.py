@@ -14,6 +14,7 @@
     │       ├── NotFound         404: the thread or run does not exist (for this key)
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
+    ├── ResourceError            a ``@resource`` failed to start; the worker does not start
     ├── InvalidId                an id from outside is not shaped like one the API issues
     ├── WatchLimitReached        the worker already follows ``[watch] max_threads`` threads
     ├── ToolNotFound             the model called a tool that is not registered
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidId",
     "NotFound",
     "RateLimited",
+    "ResourceError",
     "RunNotActionable",
     "ToolArgumentsError",
     "ToolError",
@@ -228,6 +230,16 @@ class CoordinationError(WorkerError):
             f"{operation}: the coordination store failed ({reason}); "
             "check [coordination] redis_url and that Redis is up"
         )
+
+
+class ResourceError(WorkerError):
+    """A ``@resource`` raised while starting; the worker stops before it serves anything."""
+
+    def __init__(self, resource: str, cause: BaseException) -> None:
+        self.resource = resource
+        self.cause = cause
+        super().__init__(f"resource {resource!r} failed to start: "
+                         f"{type(cause).__name__}: {cause}")
 
 
 class InvalidId(WorkerError, ValueError):

@@ -25,6 +25,7 @@ __all__ = [
     "SubmitOutcome",
     "ToolCall",
     "ToolOutput",
+    "parse_metadata",
 ]
 
 
@@ -128,7 +129,7 @@ class Run:
             required_action_type=action_type if isinstance(action_type, str) else None,
             tool_calls=calls,
             created_at=_time(run, "created_at") or 0.0,
-            metadata=_metadata(run.get("metadata")),
+            metadata=parse_metadata(run.get("metadata")),
         )
 
     @property
@@ -226,7 +227,8 @@ def _time(data: dict[str, Any], name: str) -> float | None:
         raise Malformed(f"{name} is too large to be a number of seconds") from None
 
 
-def _metadata(value: object) -> Mapping[str, str]:
+def parse_metadata(value: object) -> Mapping[str, str]:
+    """A ``metadata`` object of the API as string pairs; anything else is left out."""
     # Metadata is the application's, up to 16 short string pairs; keep only what has that shape.
     if not isinstance(value, dict):
         return {}
@@ -272,9 +274,12 @@ class ToolOutput:
     outcome: CallOutcome
     duration_s: float
 
-    def to_json(self) -> dict[str, str]:
-        """The output as the API takes it."""
-        return {"tool_call_id": self.tool_call_id, "output": self.output}
+    def to_json(self, output_type: str | None = None) -> dict[str, str]:
+        """The output as the API takes it; ``output_type`` is sent as its ``type`` when given."""
+        body = {"tool_call_id": self.tool_call_id, "output": self.output}
+        if output_type is not None:
+            body["type"] = output_type
+        return body
 
     def to_record(self) -> dict[str, object]:
         """Everything, for keeping the output until the run takes it (e.g. in Redis)."""

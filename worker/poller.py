@@ -12,6 +12,7 @@ from .budget import Lane
 from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
 from .models import Round, Run
 from .schedule import Pace, ThreadState, Timeline
+from .scope import OTHER_ASSISTANT, UNKNOWN_TOOL
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .config import WatchSettings
     from .health import Health
     from .metrics import Metrics
+    from .scope import Scope
 
 __all__ = ["Poller", "active_run"]
 
@@ -32,6 +34,13 @@ log = structlog.get_logger("worker.poller")
 # the new one created in the same second, so one is not enough.
 LIST_RUNS_LIMIT = 5
 DROPPED_LOG_INTERVAL_S = 10.0
+
+
+_LEAVING = {
+    "unsupported_action": "run waits for an action this worker does not take; leaving it alone",
+    OTHER_ASSISTANT: "run is of an assistant this worker does not serve; leaving it alone",
+    UNKNOWN_TOOL: "round calls a tool not registered here; leaving it to another deployment",
+}
 
 
 def active_run(runs: Iterable[Run]) -> Run | None:
@@ -63,8 +72,14 @@ class Poller:
         *,
         health: Health,
         clock: ApiClock,
+        scope: Scope | None = None,
     ) -> None:
-        """Raises ``ConfigError`` when more threads are configured than ``max_threads``."""
+        """Raises ``ConfigError`` when more threads are configured than ``max_threads``.
+
+        Runs outside ``scope`` (another assistant's, or rounds for another deployment's
+        tools) are left alone and looked at rarely.
+        """
+        self._scope = scope
         if len(settings.threads) > settings.max_threads:
             raise ConfigError(
                 f"{len(settings.threads)} threads are configured, more than the limit",
@@ -122,6 +137,7 @@ class Poller:
             return
         watch.busy = False
         if poll_after_s == math.inf:
+            self._pace.saw_run(watch)
             self._set_run(watch, None)
             self._track(watch)
             self._schedule(watch, self._pace.idle(watch, len(self._watches)))
@@ -288,6 +304,10 @@ class Poller:
             self._set_run(watch, None)
             return self._pace.idle(watch, len(self._watches))
         self._set_run(watch, run.id)
+        self._pace.saw_run(watch)
+        reason = self._scope.leave_reason(run) if self._scope is not None else None
+        if reason is not None:
+            return self._leave(watch, run, reason)
         if run.wants_tool_outputs and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
@@ -304,11 +324,16 @@ class Poller:
 
     def _other_action(self, watch: ThreadState, run: Run) -> float:
         """A run that waits for something else (a tool approval): leave it, look rarely."""
+        return self._leave(watch, run, "unsupported_action")
+
+    def _leave(self, watch: ThreadState, run: Run, reason: str) -> float:
+        """Leave the run to someone else: count and log it once, and look at it rarely."""
         if watch.other_action_logged != run.id:
             watch.other_action_logged = run.id
-            self._metrics.runs_skipped.labels("unsupported_action").inc()
-            log.info("run waits for an action this worker does not take; leaving it alone",
-                     run_id=run.id, action=run.required_action_type)
+            self._metrics.runs_skipped.labels(reason).inc()
+            log.info(_LEAVING[reason], run_id=run.id, reason=reason,
+                     action=run.required_action_type, assistant_id=run.assistant_id,
+                     tools=sorted({call.name for call in run.tool_calls}))
         return self._settings.idle_poll_interval_s
 
     def _set_run(self, watch: ThreadState, run_id: str | None) -> None:

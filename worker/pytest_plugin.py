@@ -9,6 +9,7 @@ Enable it in your top-level ``conftest.py`` and name your handlers once::
         return ["mypkg.tools"]          # modules, module names or @tool functions
 
 Then ``result = await tool_worker.run([[("get_weather", {"city": "Oslo"})]])`` in a test.
+Override ``tool_worker_resources`` (``{Database: FakeDatabase()}``) to replace resources.
 The fixtures are sync, so any async test runner (anyio's, pytest-asyncio) can await ``run``.
 """
 
@@ -21,10 +22,10 @@ import pytest
 from .testing import ToolWorker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
     from types import ModuleType
 
-__all__ = ["tool_worker", "tool_worker_handlers"]
+__all__ = ["tool_worker", "tool_worker_handlers", "tool_worker_resources"]
 
 
 @pytest.fixture
@@ -38,6 +39,15 @@ def tool_worker_handlers() -> Iterable[Callable[..., Any] | str | ModuleType]:
 
 
 @pytest.fixture
-def tool_worker(tool_worker_handlers: Iterable[Callable[..., Any] | str | ModuleType]) -> ToolWorker:
+def tool_worker_resources() -> Mapping[type[Any], object]:
+    """Values that replace ``@resource`` s by type; none by default (the real ones start)."""
+    return {}
+
+
+@pytest.fixture
+def tool_worker(
+    tool_worker_handlers: Iterable[Callable[..., Any] | str | ModuleType],
+    tool_worker_resources: Mapping[type[Any], object],
+) -> ToolWorker:
     """The real worker with ``tool_worker_handlers``, against the simulator; ``await .run(...)``."""
-    return ToolWorker(tool_worker_handlers)
+    return ToolWorker(tool_worker_handlers, resources=tool_worker_resources)

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .docstrings import parse_docstring
 from .errors import ConfigError, ToolNotFound
+from .resources import resource_closure
 from .schema import Signature, read_signature
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from types import ModuleType
+
+    from .resources import Resource
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry", "Tool", "tool", "tool_spec"]
 
@@ -144,6 +147,11 @@ def _check_process(name: str, func: Callable[..., Any], signature: Signature, is
     if is_async:
         raise TypeError(f"tool {name!r}: process=True runs sync functions; an async handler "
                         "already runs on the event loop, so drop process=True")
+    if signature.resources:
+        raise TypeError(
+            f"tool {name!r}: process=True cannot pass resources to another process; remove "
+            f"the parameter {signature.resources[0][0]!r} or drop process=True to run in a thread"
+        )
     if signature.context_param is not None:
         raise TypeError(
             f"tool {name!r}: process=True cannot pass a ToolContext to another process; remove "
@@ -233,6 +241,14 @@ class Registry:
             return self._tools[name]
         except KeyError:
             raise ToolNotFound(name, self._tools) from None
+
+    def resource_types(self) -> set[type[Any]]:
+        """The types of the resources the registered tools take."""
+        return {kind for spec in self._tools.values() for _, kind in spec.signature.resources}
+
+    def resources(self) -> list[Resource]:
+        """The resources the registered tools take (and those they take), in start order."""
+        return resource_closure(self.resource_types())
 
     def __iter__(self) -> Iterator[Tool]:
         return iter(sorted(self._tools.values(), key=lambda spec: spec.name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -15,16 +15,19 @@ from .cancellation import unless_run_moves_on
 from .dispatch import Dispatcher
 from .errors import CoordinationError
 from .models import Round, SubmitOutcome
+from .scope import Scope
 from .submit import SubmitResult, Submitter
+from .thread_metadata import ThreadMetadataCache
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from .claims import ClaimStore, Held
     from .client import ApiClient
     from .clock import ApiClock
     from .config import Settings
     from .metrics import Metrics
+    from .models import Run
     from .registry import Registry
 
 __all__ = ["RUN_ENDED", "Pipeline"]
@@ -47,20 +50,29 @@ class Pipeline:
     metrics: Metrics
     cancel_check_interval_s: float
     retry_claim_s: float  # when to look again at a round that could not be claimed
+    scope: Scope | None = None  # a streamed round outside it goes back to the poller
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
-              settings: Settings, metrics: Metrics, clock: ApiClock) -> Pipeline:
-        """The stages as the settings configure them."""
+              settings: Settings, metrics: Metrics, clock: ApiClock,
+              resources: Mapping[type[Any], object] | None = None) -> Pipeline:
+        """The stages as the settings configure them; ``resources`` are the started ones."""
+        thread_metadata = ThreadMetadataCache(client.retrieve_thread_metadata,
+                                              settings.tools.thread_metadata_ttl_s)
         return cls(
             client, claims,
             Dispatcher(registry, settings.tools, metrics,
-                       log_arguments=settings.logging.log_arguments),
+                       log_arguments=settings.logging.log_arguments, resources=resources,
+                       thread_metadata=thread_metadata.get),
             Submitter(client, metrics, window_s=settings.tools.submit_window_s),
             clock, metrics,
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
             retry_claim_s=settings.watch.active_poll_interval_s,
+            scope=Scope.from_settings(settings, (spec.name for spec in registry)),
         )
+
+    def _serves(self, run: Run) -> bool:
+        return self.scope is None or self.scope.leave_reason(run) is None
 
     async def follow(
         self, round_: Round, *, in_flight: set[Round], abandoned: list[Round],
@@ -106,7 +118,7 @@ class Pipeline:
         run = result.next_run
         if run is not None and run.status.is_terminal:
             return None, RUN_ENDED  # the stream saw the run end: nothing left to look at
-        if run is None or not run.wants_tool_outputs or not follow:
+        if run is None or not run.wants_tool_outputs or not follow or not self._serves(run):
             return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
         return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None

@@ -132,11 +132,14 @@ class Pace:
         backoff_s: float = min(cap_s, base_s * 2.0 ** min(state.failures, 16))
         return backoff_s * self._random.uniform(0.5, 1.0)
 
+    def saw_run(self, state: ThreadState) -> None:
+        """A run of the thread was seen: the thread is warm for a while."""
+        state.warm_until = anyio.current_time() + WARM_S
+
     def active(self, state: ThreadState, status: RunStatus) -> float:
         """Soon after a change, then less often while the run stays as it was."""
         state.quiet = state.quiet + 1 if state.last_status == status else 0
         state.last_status = status
-        state.warm_until = anyio.current_time() + WARM_S
         delay_s: float = self._settings.active_poll_interval_s * ACTIVE_BACKOFF**state.quiet
         return min(delay_s, self._settings.idle_poll_interval_s)
 

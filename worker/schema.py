@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 from .context import ToolContext
 from .docstrings import parse_docstring
 from .errors import ToolArgumentsError
+from .resources import declared_resource
 from .strict import NotStrict, Schema, fill_defaults, strip_titles, to_strict
 
 __all__ = ["Signature", "read_signature"]
@@ -34,6 +35,8 @@ class Signature:
     parameters: Schema
     strict: bool
     strict_problem: str | None = None
+    # (parameter, type) of each declared @resource the handler takes; never model arguments.
+    resources: tuple[tuple[str, type[Any]], ...] = ()
 
     def parse(self, arguments: str) -> dict[str, Any]:
         """Turn the model's raw JSON text into validated keyword arguments.
@@ -70,7 +73,8 @@ class Signature:
 
 
 def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
-    """Read a handler's parameters; a parameter annotated ``ToolContext`` receives the context.
+    """Read a handler's parameters; a parameter annotated ``ToolContext`` receives the context,
+    one annotated with a declared ``@resource``'s type receives the resource.
 
     A parameter's description comes from its ``Field(description=...)``, or else from the
     docstring's ``Args:`` section.
@@ -79,6 +83,7 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
     documented = parse_docstring(fn.__doc__).params
     fields: dict[str, Any] = {}
     context_param = None
+    resources: list[tuple[str, type[Any]]] = []
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise TypeError(f"tool {tool!r}: parameter {param.name!r} must be a named parameter")
@@ -86,22 +91,34 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
         if annotation is ToolContext:
             context_param = param.name
             continue
+        found = declared_resource(annotation)
+        if found is not None:
+            resources.append((param.name, found.provides))
+            continue
         default = ... if param.default is param.empty else param.default
         description = documented.get(param.name)
         if description and not _has_description(annotation, default):
             annotation = Annotated[annotation, pydantic.Field(description=description)]
         fields[param.name] = (annotation, default)
-    model = pydantic.create_model(
-        f"{tool}_arguments",
-        __config__=pydantic.ConfigDict(extra="forbid"),
-        **fields,
-    )
-    schema = model.model_json_schema()
+    try:
+        model = pydantic.create_model(
+            f"{tool}_arguments",
+            __config__=pydantic.ConfigDict(extra="forbid"),
+            **fields,
+        )
+        schema = model.model_json_schema()
+    except pydantic.PydanticSchemaGenerationError as exc:
+        raise TypeError(
+            f"tool {tool!r}: a parameter's type is neither JSON the model can send nor a "
+            f"declared @resource ({exc.message.splitlines()[0]}); if it is a resource, import "
+            "the module that declares it before this one"
+        ) from None
     try:
         parameters, strict, problem = to_strict(schema), True, None
     except NotStrict as exc:
         parameters, strict, problem = strip_titles(schema), False, str(exc)
-    return Signature(tool, model, context_param, schema, parameters, strict, problem)
+    return Signature(tool, model, context_param, schema, parameters, strict, problem,
+                     tuple(resources))
 
 
 def _has_description(annotation: Any, default: Any) -> bool:

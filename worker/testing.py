@@ -6,7 +6,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,10 +21,11 @@ from .dispatch import Dispatcher
 from .metrics import Metrics
 from .models import Round, ToolCall, ToolOutput
 from .registry import Registry, tool_spec
+from .resources import open_resources
 from .simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
     from structlog.typing import FilteringBoundLogger
 
@@ -56,8 +57,19 @@ def fake_context(
     assistant_id: str = "asst_test",
     timeout_s: float = 60.0,
     log: FilteringBoundLogger | None = None,
+    metadata: Mapping[str, str] | None = None,
+    thread_metadata: Mapping[str, str] | None = None,
 ) -> ToolContext:
-    """A ToolContext for calling a handler directly in a test."""
+    """A ToolContext for calling a handler directly in a test.
+
+    ``metadata`` is the run's metadata (``ctx.metadata``); ``thread_metadata`` is what
+    ``await ctx.thread_metadata()`` returns.
+    """
+    thread_meta = MappingProxyType(dict(thread_metadata or {}))
+
+    async def load_thread_metadata() -> Mapping[str, str]:
+        return thread_meta
+
     return ToolContext(
         thread_id=thread_id,
         run_id=run_id,
@@ -65,6 +77,8 @@ def fake_context(
         assistant_id=assistant_id,
         deadline=anyio.current_time() + timeout_s,
         log=log or structlog.get_logger("tool").bind(),
+        metadata=MappingProxyType(dict(metadata or {})),
+        load_thread_metadata=load_thread_metadata,
     )
 
 
@@ -74,12 +88,16 @@ async def call_tool(
     *,
     ctx: ToolContext | None = None,
     settings: ToolsSettings | None = None,
+    resources: Mapping[type[Any], object] | None = None,
 ) -> ToolOutput:
     """Run one call of a ``@tool`` handler through the worker's real validation and error path.
 
     ``arguments`` is the model's raw JSON text (a dict is encoded for you). The handler gets
-    ``ctx`` (its ids, deadline and ``log``) when it asks for a ToolContext. The returned
-    ``ToolOutput`` holds the exact ``output`` string the model would see and the ``outcome``.
+    ``ctx`` (its ids, metadata, deadline and ``log``) when it asks for a ToolContext.
+    ``resources`` replace the ``@resource`` of their type (``{Database: fake_db}``); a
+    resource the handler takes that is not replaced is started for the call and closed after
+    it. The returned ``ToolOutput`` holds the exact ``output`` string the model would see and
+    the ``outcome``.
     """
     spec = tool_spec(fn)
     if spec is None:
@@ -93,10 +111,19 @@ async def call_tool(
         expires_at=None,
         tool_calls=(ToolCall(ctx.tool_call_id, spec.name, raw),),
         detected_at=anyio.current_time(),
+        metadata=ctx.metadata,
     )
-    dispatcher = Dispatcher(Registry([spec]), settings or ToolsSettings(), Metrics(),
-                            tool_log=ctx.log)
-    (output,) = await dispatcher.run(round_, deadline=ctx.deadline)
+    registry = Registry([spec])
+    load_thread_metadata = ctx.load_thread_metadata
+
+    async def thread_metadata(thread_id: str) -> Mapping[str, str]:
+        return await load_thread_metadata()
+
+    async with open_resources(registry.resource_types(), resources) as started:
+        dispatcher = Dispatcher(registry, settings or ToolsSettings(), Metrics(),
+                                tool_log=ctx.log, resources=started,
+                                thread_metadata=thread_metadata)
+        (output,) = await dispatcher.run(round_, deadline=ctx.deadline)
     return output
 
 
@@ -135,6 +162,8 @@ class ToolWorker:
         handlers: ``@tool`` functions, modules, or module names (as in ``[tools] modules``).
         tools: the ``[tools]`` settings (timeouts, limits); the defaults otherwise.
         timeout_s: a run that takes longer fails the test with ``TimeoutError``.
+        resources: values that replace the ``@resource`` of their type; the handlers'
+            other resources are started with the worker and closed after it.
     """
 
     def __init__(
@@ -143,25 +172,36 @@ class ToolWorker:
         *,
         tools: ToolsSettings | None = None,
         timeout_s: float = 30.0,
+        resources: Mapping[type[Any], object] | None = None,
     ) -> None:
         self.registry = _registry(handlers)
         self.tools = tools or ToolsSettings()
         self.timeout_s = timeout_s
+        self.resources = dict(resources or {})
 
-    async def run(self, rounds: Sequence[Sequence[tuple[str, str | dict[str, Any]]]]) -> RunResult:
+    async def run(
+        self,
+        rounds: Sequence[Sequence[tuple[str, str | dict[str, Any]]]],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        thread_metadata: Mapping[str, str] | None = None,
+    ) -> RunResult:
         """Answer a run whose model calls ``rounds``: ``[[("name", {"arg": 1}), ...], ...]``.
 
         Arguments given as a dict are JSON-encoded; a string is sent as it is, even if it is
-        not valid JSON, as a model may send it.
+        not valid JSON, as a model may send it. ``metadata`` and ``thread_metadata`` are set
+        on the run and its thread, as the application would (``ctx.metadata``,
+        ``await ctx.thread_metadata()``).
         """
         script = [[ToolCallScript(name, args if isinstance(args, str) else json.dumps(args))
                    for name, args in round_] for round_ in rounds]
         async with Simulator(api_key=_KEY) as sim:
             assistant_id = sim.create_assistant(
                 "tool-worker test", [spec.to_openai() for spec in self.registry])
-            thread_id = sim.create_thread()
-            run_id = sim.create_run(thread_id, assistant_id, rounds=script)
-            worker = Worker(self._settings(sim.base_url, thread_id), self.registry)
+            thread_id = sim.create_thread(metadata=thread_metadata)
+            run_id = sim.create_run(thread_id, assistant_id, rounds=script, metadata=metadata)
+            worker = Worker(self._settings(sim.base_url, thread_id), self.registry,
+                            resources=self.resources)
             with anyio.fail_after(self.timeout_s):
                 await worker.run(until_idle=True)
             return _result(sim, run_id, script)
@@ -183,13 +223,18 @@ async def run_tools(
     *,
     tools: ToolsSettings | None = None,
     timeout_s: float = 30.0,
+    resources: Mapping[type[Any], object] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    thread_metadata: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run the worker with ``handlers`` against the simulator for one scripted run.
 
     ``await run_tools([get_weather], [[("get_weather", {"city": "Oslo"})]])`` returns a
-    ``RunResult`` whose ``outputs`` are the strings the model received, per round.
+    ``RunResult`` whose ``outputs`` are the strings the model received, per round. The
+    keywords are those of ``ToolWorker`` and ``ToolWorker.run``.
     """
-    return await ToolWorker(handlers, tools=tools, timeout_s=timeout_s).run(rounds)
+    worker = ToolWorker(handlers, tools=tools, timeout_s=timeout_s, resources=resources)
+    return await worker.run(rounds, metadata=metadata, thread_metadata=thread_metadata)
 
 
 def _registry(handlers: Iterable[Callable[..., Any] | str | ModuleType]) -> Registry:

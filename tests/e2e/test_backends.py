@@ -123,3 +123,44 @@ async def test_runs_waiting_for_another_action_are_left_alone() -> None:
         assert_each_round_submitted_once(sim, runs, [2])
         assert worker.metrics.registry.get_sample_value(
             "toolworker_runs_skipped_total", {"reason": "unsupported_action"}) == 1
+
+
+@pytest.mark.parametrize(("profile", "stream"), [("openai", True), ("azure", True),
+                                                  ("azure", False)])
+async def test_each_profile_sends_its_own_tool_output_shape(profile: str, stream: bool) -> None:
+    """Azure's outputs carry type "function_call_output"; OpenAI's stay two fields."""
+    async with Simulator(api_key=KEY, profile=profile) as sim:  # type: ignore[arg-type]
+        threads, runs = start_runs(sim, [SCRIPT])
+        settings = settings_for(sim, threads, profile, stream=stream)
+        await run_until_idle(Worker(settings, Registry.from_modules(settings.tools.modules)))
+        assert_each_round_submitted_once(sim, runs, [2])
+        bodies = [s.body for s in sim.accepted_submissions()]
+    outputs = [item for body in bodies for item in body["tool_outputs"]]  # type: ignore[index]
+    expected = ({"tool_call_id", "output", "type"} if profile == "azure"
+                else {"tool_call_id", "output"})
+    assert all(set(item) == expected for item in outputs)
+    if profile == "azure":
+        assert {item["type"] for item in outputs} == {"function_call_output"}
+
+
+async def test_a_run_waiting_for_tool_approval_is_polled_at_the_idle_pace() -> None:
+    """An approval run is read once per idle_poll_interval_s, not at the active pace."""
+    idle_s = 0.3
+    async with Simulator(api_key=KEY, profile="azure") as sim:
+        assistant_id = sim.create_assistant(name="a")
+        thread_id = sim.create_thread()
+        sim.create_run(thread_id, assistant_id, rounds=[calls(("add", {"a": 1}))],
+                       action_type="submit_tool_approval")
+        settings = settings_for(sim, [thread_id], "azure")
+        settings = settings.model_copy(update={"watch": settings.watch.model_copy(
+            update={"active_poll_interval_s": 0.01, "idle_poll_interval_s": idle_s})})
+        worker = Worker(settings, Registry.from_modules(settings.tools.modules))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await wait_for(lambda: sim.request_counts["list_runs"] >= 1, what="the first poll")
+            started = time.monotonic()
+            await wait_for(lambda: sim.request_counts["retrieve_run"] >= 3, what="three polls")
+            elapsed_s = time.monotonic() - started
+            worker.stop()
+    # At the active pace (0.01 s, backing off 1.25x) three reads take well under 0.1 s.
+    assert elapsed_s >= 2 * idle_s

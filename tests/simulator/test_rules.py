@@ -393,3 +393,17 @@ def test_list_runs_pages_newest_first() -> None:
     page = world.state.list_runs(world.thread_id, limit=1)
     assert _page_ids(page) == ([run_ids[-1]], True)
     assert all(run["status"] == "completed" for run in world.state.list_runs(world.thread_id)["data"])
+
+
+def test_the_azure_profile_takes_typed_outputs_and_openai_refuses_them() -> None:
+    """Azure's outputs may say type "function_call_output"; OpenAI's have no type field."""
+    from worker.simulator.wire import parse_tool_outputs
+
+    body = {"tool_outputs": [{"tool_call_id": "call_a", "output": "x",
+                              "type": "function_call_output"}]}
+    assert parse_tool_outputs(body, typed=True) == (("call_a", "x"),)
+    with pytest.raises(RequestRefused, match=re.escape("Unknown parameter: 'tool_outputs[0].type'")):
+        parse_tool_outputs(body)
+    wrong = {"tool_outputs": [{"tool_call_id": "call_a", "output": "x", "type": "mcp"}]}
+    with pytest.raises(RequestRefused, match="expected 'function_call_output'"):
+        parse_tool_outputs(wrong, typed=True)

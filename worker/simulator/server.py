@@ -94,7 +94,7 @@ class Simulator:
         self._project = project
         self.state = ApiState(
             seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock,
-            quirks=self.quirks, poll_hints=check_poll_hints(poll_hints),
+            quirks=self.quirks, poll_hints=check_poll_hints(poll_hints), profile=profile,
         )
         self._schemas = _request_schemas(spec)
         self.request_counts: Counter[str] = Counter()

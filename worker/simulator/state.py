@@ -121,7 +121,7 @@ class ApiState(AssistantStore, ThreadStore):
             self.advance(run)
             if run.status == "requires_action":
                 round_index = run.round_index
-            outputs = parse_tool_outputs(body)
+            outputs = parse_tool_outputs(body, typed=self.profile == "azure")
             if run.status != "requires_action":
                 raise self._late(run)
             expect_round_ids([call["id"] for call in run.tool_calls], [i for i, _ in outputs],
@@ -166,6 +166,7 @@ class ApiState(AssistantStore, ThreadStore):
                 status=200 if refused is None else refused.status,
                 error=None if refused is None else refused.message,
                 at=self.monotonic(),
+                body=body,
             )
         )
 

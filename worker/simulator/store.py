@@ -7,7 +7,7 @@ import random
 import string
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from worker.simulator.quirks import timestamp
@@ -38,6 +38,7 @@ class Submission:
     status: int
     error: str | None
     at: float
+    body: object = field(default=None, compare=False, repr=False)  # the request's JSON
 
 
 class Store:
@@ -57,8 +58,10 @@ class Store:
         monotonic: Callable[[], float] = time.monotonic,
         quirks: frozenset[Quirk] = frozenset(),
         poll_hints: PollHints = "exact",
+        profile: str = "openai",
     ) -> None:
         self.thinking_s = thinking_s
+        self.profile = profile
         self.expires_after_s = expires_after_s
         self.clock = clock
         self.monotonic = monotonic

@@ -195,8 +195,18 @@ def check_metadata(value: object, param: str = "metadata") -> dict[str, str]:
     return value
 
 
-def parse_tool_outputs(body: object) -> tuple[tuple[str, str], ...]:
-    """The (tool_call_id, output) pairs of a submit_tool_outputs body, or the API's 400."""
+# The agents service's tool outputs are a union keyed by `type`; a function's output is
+# "function_call_output", also the default (azure-ai-agents: ToolOutput(StructuredToolOutput,
+# discriminator="function_call_output")). OpenAI's outputs have no `type` at all.
+_OUTPUT_TYPE = "function_call_output"
+
+
+def parse_tool_outputs(body: object, *, typed: bool = False) -> tuple[tuple[str, str], ...]:
+    """The (tool_call_id, output) pairs of a submit_tool_outputs body, or the API's 400.
+
+    ``typed`` (the azure profile) takes a ``type`` on each output, which must be
+    "function_call_output" when given.
+    """
     fields = check_fields(body, {"tool_outputs", "stream"}, ["tool_outputs"])
     if fields.get("stream") is not None and not isinstance(fields["stream"], bool):
         raise invalid_type("stream", "a boolean", fields["stream"])
@@ -206,8 +216,11 @@ def parse_tool_outputs(body: object) -> tuple[tuple[str, str], ...]:
     pairs = []
     for index, item in enumerate(items):
         where = f"tool_outputs[{index}]"
-        output = check_fields(item, {"tool_call_id", "output"}, ["tool_call_id", "output"],
-                              where=f"{where}.")
+        allowed = {"tool_call_id", "output", "type"} if typed else {"tool_call_id", "output"}
+        output = check_fields(item, allowed, ["tool_call_id", "output"], where=f"{where}.")
+        if output.get("type", _OUTPUT_TYPE) != _OUTPUT_TYPE:
+            raise refuse(f"Invalid value for '{where}.type': expected '{_OUTPUT_TYPE}'.",
+                         param=f"{where}.type", code="invalid_value")
         for name in ("tool_call_id", "output"):
             if not isinstance(output[name], str):
                 raise invalid_type(f"{where}.{name}", "a string", output[name])
