@@ -88,7 +88,7 @@ class TestDeclaring:
     def test_resource_parameters_are_not_arguments(self) -> None:
         """The model never sees a resource parameter in the schema."""
         spec = Registry.from_modules(["tests.handlers.resourced"]).get("balance")
-        assert list(spec.signature.json_schema()["properties"]) == ["account"]
+        assert list(spec.signature.parameters["properties"]) == ["account"]
         assert spec.signature.resources == (("ledger", Ledger),)
 
     def test_a_resource_without_a_return_type_is_refused(self) -> None:

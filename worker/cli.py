@@ -81,7 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.set_defaults(handler=_check_config)
 
-    tools = commands.add_parser("tools", help="inspect the registered tools")
+    _add_tools_commands(commands.add_parser("tools", help="inspect the registered tools"))
+    _add_simulate_options(
+        commands.add_parser("simulate", help="serve the built-in fake Assistants API"))
+
+    demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
+    demo.add_argument("--runs", type=int, default=24, help="how many runs to process")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_tools_commands(tools: argparse.ArgumentParser) -> None:
     tools_commands = tools.add_subparsers(dest="tools_command", required=True, metavar="ACTION")
     for name, handler, text in (
         ("list", _tools_list, "list the registered tools"),
@@ -98,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="show the differences, change nothing")
     sync.set_defaults(handler=_tools_sync)
 
-    simulate = commands.add_parser("simulate", help="serve the built-in fake Assistants API")
+
+def _add_simulate_options(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080)
     simulate.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "sk-sim"),
@@ -117,12 +129,6 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--spec", type=Path, default=None, metavar="FILE",
                           help="refuse request bodies that do not match this OpenAPI document")
     simulate.set_defaults(handler=_simulate)
-
-    demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
-    demo.add_argument("--runs", type=int, default=24, help="how many runs to process")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.set_defaults(handler=_demo)
-    return parser
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:

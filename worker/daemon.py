@@ -9,7 +9,6 @@ import anyio
 import structlog
 
 from .backends import build_profile
-from .budget import RequestBudget
 from .claims import open_claim_store
 from .client import ApiClient
 from .clock import ApiClock
@@ -22,7 +21,7 @@ from .probe import check_access, keep_health
 from .redis_connect import replica_name
 from .resources import open_resources
 from .rounds import Pipeline
-from .scope import Scope, unknown_policy
+from .scope import unknown_policy
 from .server import Server
 from .shutdown import Shutdown
 
@@ -88,30 +87,26 @@ class Worker:
             AuthError: the API refused the key at start.
             ConfigError: the API refused the first request, or Redis support is missing.
         """
-        budget = RequestBudget(self.settings.api.max_requests_per_s)
         async with (
             open_resources(self.registry.resource_types(),
                            self._resource_overrides) as resources,
-            ApiClient(self._profile, self.settings.api, self.metrics, budget=budget,
-                      clock=self.clock, health=self.health) as client,
+            ApiClient(self._profile, self.settings.api, self.metrics, clock=self.clock,
+                      health=self.health) as client,
             open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
         ):
             await check_access(client, self.settings.watch)
             send, receive = anyio.create_memory_object_stream[Round](
                 max_buffer_size=self.settings.tools.max_concurrent_rounds
             )
-            poller = self.poller = Poller(
-                client, self.settings.watch, self.metrics, health=self.health,
-                clock=self.clock, scope=Scope.from_settings(self.settings, self._tool_names()))
             pipeline = Pipeline.build(client, claims, self.registry, self.settings,
                                       self.metrics, self.clock, resources)
+            poller = self.poller = Poller(client, self.settings.watch, self.metrics,
+                                          health=self.health, clock=self.clock,
+                                          scope=pipeline.scope)
             async with anyio.create_task_group() as tg:
                 await self._start_edges(tg, client, claims, poller)
                 tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
-                log.info("worker started", tools=self._tool_names(),
-                         threads=len(self.settings.watch.threads),
-                         assistants=list(self.settings.watch.assistants) or "all",
-                         unknown_tools=unknown_policy(self.settings))
+                self._log_started()
                 task_status.started()
                 await self._process_rounds(receive, pipeline, poller)
                 tg.cancel_scope.cancel()
@@ -135,28 +130,17 @@ class Worker:
     async def _process_rounds(self, receive: MemoryObjectReceiveStream[Round],
                               pipeline: Pipeline, poller: Poller) -> None:
         with self._shutdown.rounds:
-            slots = anyio.Semaphore(self.settings.tools.max_concurrent_rounds)
-            async with receive, anyio.create_task_group() as rounds:
-                async for round_ in receive:
-                    await slots.acquire()
-                    rounds.start_soon(self._process_round, round_, pipeline, poller, slots)
+            await pipeline.serve(receive, poller.round_finished, in_flight=self._in_flight,
+                                 abandoned=self._abandoned, draining=lambda: self.health.draining)
         if self._abandoned:
             log.error("stopped before these rounds were submitted; a restarted worker takes them",
                       runs=self.abandoned_runs)
 
-    async def _process_round(self, round_: Round, pipeline: Pipeline, poller: Poller,
-                             slots: anyio.Semaphore) -> None:
-        next_poll_s: float | None = self.settings.watch.active_poll_interval_s
-        try:
-            next_poll_s = await pipeline.follow(round_, in_flight=self._in_flight,
-                                                abandoned=self._abandoned,
-                                                draining=lambda: self.health.draining)
-        finally:
-            slots.release()
-            poller.round_finished(round_, next_poll_s)
-
-    def _tool_names(self) -> list[str]:
-        return [spec.name for spec in self.registry]
+    def _log_started(self) -> None:
+        watch = self.settings.watch
+        log.info("worker started", tools=[t.name for t in self.registry], threads=len(watch.threads),
+                 assistants=list(watch.assistants) or "all",
+                 unknown_tools=unknown_policy(self.settings))
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""

@@ -53,7 +53,7 @@ class Tool:
         function: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
-            "parameters": self.signature.json_schema(),
+            "parameters": self.signature.parameters,
         }
         if self.signature.strict:
             function["strict"] = True
@@ -104,30 +104,48 @@ def tool(
         ValueError: an option is out of range.
     """
 
+    options = _Options(name, timeout, max_concurrency, max_output_chars, expose_errors, process)
+
     def register(func: Callable[P, R]) -> Callable[P, R]:
-        tool_name = name or func.__name__
-        _check_options(tool_name, timeout, max_concurrency, max_output_chars)
-        signature = read_signature(func, tool_name)
-        is_async = inspect.iscoroutinefunction(func)
-        if process:
-            _check_process(tool_name, func, signature, is_async)
-        spec = Tool(
-            name=tool_name,
-            description=parse_docstring(func.__doc__).summary,
-            fn=func,
-            is_async=is_async,
-            signature=signature,
-            timeout_s=timeout,
-            max_concurrency=max_concurrency,
-            origin=f"{func.__module__}:{func.__qualname__}",
-            max_output_chars=max_output_chars,
-            expose_errors=expose_errors,
-            process=process,
-        )
-        setattr(func, _ATTRIBUTE, spec)
+        setattr(func, _ATTRIBUTE, _spec(func, options))
         return func
 
     return register if fn is None else register(fn)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What ``@tool(...)`` was given."""
+
+    name: str | None
+    timeout: float | None
+    max_concurrency: int | None
+    max_output_chars: int | None
+    expose_errors: bool
+    process: bool
+
+
+def _spec(func: Callable[..., Any], options: _Options) -> Tool:
+    """The Tool a decorated function becomes, every option checked."""
+    tool_name = options.name or func.__name__
+    _check_options(tool_name, options.timeout, options.max_concurrency, options.max_output_chars)
+    signature = read_signature(func, tool_name)
+    is_async = inspect.iscoroutinefunction(func)
+    if options.process:
+        _check_process(tool_name, func, signature, is_async)
+    return Tool(
+        name=tool_name,
+        description=parse_docstring(func.__doc__).summary,
+        fn=func,
+        is_async=is_async,
+        signature=signature,
+        timeout_s=options.timeout,
+        max_concurrency=options.max_concurrency,
+        origin=f"{func.__module__}:{func.__qualname__}",
+        max_output_chars=options.max_output_chars,
+        expose_errors=options.expose_errors,
+        process=options.process,
+    )
 
 
 def _check_options(

@@ -22,6 +22,8 @@ from .thread_metadata import ThreadMetadataCache
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from .claims import ClaimStore, Held
     from .client import ApiClient
     from .clock import ApiClock
@@ -50,6 +52,7 @@ class Pipeline:
     metrics: Metrics
     cancel_check_interval_s: float
     retry_claim_s: float  # when to look again at a round that could not be claimed
+    max_concurrent_rounds: int = 64
     scope: Scope | None = None  # a streamed round outside it goes back to the poller
 
     @classmethod
@@ -68,11 +71,35 @@ class Pipeline:
             clock, metrics,
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
             retry_claim_s=settings.watch.active_poll_interval_s,
+            max_concurrent_rounds=settings.tools.max_concurrent_rounds,
             scope=Scope.from_settings(settings, (spec.name for spec in registry)),
         )
 
     def _serves(self, run: Run) -> bool:
         return self.scope is None or self.scope.leave_reason(run) is None
+
+    async def serve(
+        self, receive: MemoryObjectReceiveStream[Round],
+        round_finished: Callable[[Round, float | None], None], *, in_flight: set[Round],
+        abandoned: list[Round], draining: Callable[[], bool],
+    ) -> None:
+        """Take every round the poller sends, at most ``max_concurrent_rounds`` at once; tell
+        ``round_finished`` when to look at each run again."""
+        slots = anyio.Semaphore(self.max_concurrent_rounds)
+
+        async def take(round_: Round) -> None:
+            next_poll_s: float | None = self.retry_claim_s
+            try:
+                next_poll_s = await self.follow(round_, in_flight=in_flight,
+                                                abandoned=abandoned, draining=draining)
+            finally:
+                slots.release()
+                round_finished(round_, next_poll_s)
+
+        async with receive, anyio.create_task_group() as rounds:
+            async for round_ in receive:
+                await slots.acquire()
+                rounds.start_soon(take, round_)
 
     async def follow(
         self, round_: Round, *, in_flight: set[Round], abandoned: list[Round],

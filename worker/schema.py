@@ -67,9 +67,24 @@ class Signature:
             raise ToolArgumentsError(self.tool, _describe(exc)) from None
         return {name: getattr(validated, name) for name in type(validated).model_fields}
 
-    def json_schema(self) -> Schema:
-        """The JSON schema of the parameters, as the Assistants ``function.parameters`` takes it."""
-        return self.parameters
+
+def _arguments_model(
+    tool: str, fields: dict[str, Any]
+) -> tuple[type[pydantic.BaseModel], Schema]:
+    """The model that validates the arguments, and its JSON schema."""
+    try:
+        model = pydantic.create_model(
+            f"{tool}_arguments",
+            __config__=pydantic.ConfigDict(extra="forbid"),
+            **fields,
+        )
+        return model, model.model_json_schema()
+    except pydantic.PydanticSchemaGenerationError as exc:
+        raise TypeError(
+            f"tool {tool!r}: a parameter's type is neither JSON the model can send nor a "
+            f"declared @resource ({exc.message.splitlines()[0]}); if it is a resource, import "
+            "the module that declares it before this one"
+        ) from None
 
 
 def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
@@ -100,19 +115,7 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
         if description and not _has_description(annotation, default):
             annotation = Annotated[annotation, pydantic.Field(description=description)]
         fields[param.name] = (annotation, default)
-    try:
-        model = pydantic.create_model(
-            f"{tool}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid"),
-            **fields,
-        )
-        schema = model.model_json_schema()
-    except pydantic.PydanticSchemaGenerationError as exc:
-        raise TypeError(
-            f"tool {tool!r}: a parameter's type is neither JSON the model can send nor a "
-            f"declared @resource ({exc.message.splitlines()[0]}); if it is a resource, import "
-            "the module that declares it before this one"
-        ) from None
+    model, schema = _arguments_model(tool, fields)
     try:
         parameters, strict, problem = to_strict(schema), True, None
     except NotStrict as exc:

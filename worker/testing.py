@@ -82,6 +82,13 @@ def fake_context(
     )
 
 
+def _round_of_one(ctx: ToolContext, call: ToolCall) -> Round:
+    """The round a single call makes, with the context's ids and metadata."""
+    return Round(thread_id=ctx.thread_id, run_id=ctx.run_id, assistant_id=ctx.assistant_id,
+                 expires_at=None, tool_calls=(call,), detected_at=anyio.current_time(),
+                 metadata=ctx.metadata)
+
+
 async def call_tool(
     fn: Callable[..., Any],
     arguments: str | dict[str, Any] = "{}",
@@ -104,15 +111,7 @@ async def call_tool(
         raise TypeError(f"{fn!r} is not decorated with @tool")
     ctx = ctx or fake_context()
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    round_ = Round(
-        thread_id=ctx.thread_id,
-        run_id=ctx.run_id,
-        assistant_id=ctx.assistant_id,
-        expires_at=None,
-        tool_calls=(ToolCall(ctx.tool_call_id, spec.name, raw),),
-        detected_at=anyio.current_time(),
-        metadata=ctx.metadata,
-    )
+    round_ = _round_of_one(ctx, ToolCall(ctx.tool_call_id, spec.name, raw))
     registry = Registry([spec])
     load_thread_metadata = ctx.load_thread_metadata
 

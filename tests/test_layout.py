@@ -1,0 +1,44 @@
+"""worker/ stays readable: one concept a module, short functions, a thin daemon (#14)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).resolve().parents[1] / "worker"
+MODULES = sorted(WORKER.rglob("*.py"))
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 40  # from the first decorator to the last line, docstring included
+MAX_DAEMON_LINES = 149  # the daemon wires the stages and owns the lifecycle, nothing more
+
+
+def test_the_package_is_found() -> None:
+    """The checks below look at real files."""
+    assert WORKER / "daemon.py" in MODULES
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(WORKER)))
+def test_modules_and_functions_are_short(path: Path) -> None:
+    """No module over 400 lines and no function over 40: a concept outgrowing that is split."""
+    text = path.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= MAX_MODULE_LINES
+    too_long = [
+        f"{node.name} ({_length(node)} lines)"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and _length(node) > MAX_FUNCTION_LINES
+    ]
+    assert too_long == []
+
+
+def test_the_daemon_is_thin() -> None:
+    """daemon.py reads as wiring; a round's path lives in rounds.py."""
+    assert len((WORKER / "daemon.py").read_text(encoding="utf-8").splitlines()) <= MAX_DAEMON_LINES
+
+
+def _length(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    start = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+    assert node.end_lineno is not None
+    return node.end_lineno - start + 1
