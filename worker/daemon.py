@@ -23,6 +23,8 @@ from .redis_connect import replica_name
 from .rounds import Pipeline
 from .server import Server
 from .shutdown import Shutdown
+from .status import StatusBoard, StatusSources, read_gauge
+from .tracing import open_tracing
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from .claims import ClaimStore
     from .config import Settings
     from .registry import Registry
+    from .tracing import Tracing
 
 __all__ = ["Worker"]
 
@@ -47,7 +50,12 @@ class Worker:
         *,
         metrics: Metrics | None = None,
         profile: BackendProfile | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """Raises ``ConfigError`` when tracing is on without the ``[otel]`` extra."""
+        self.tracing = tracing or open_tracing(settings.tracing,
+                                               log_arguments=settings.logging.log_arguments)
+        self.status: StatusBoard | None = None
         self._profile = profile or build_profile(settings.api, settings.api_key)
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -92,8 +100,10 @@ class Worker:
             )
             poller = self.poller = Poller(client, self.settings.watch, self.metrics,
                                           health=self.health, clock=self.clock)
+            self.status = self._status_board(client, poller)
             pipeline = Pipeline.build(client, claims, self.registry, self.settings,
-                                      self.metrics, self.clock)
+                                      self.metrics, self.clock, tracing=self.tracing,
+                                      board=self.status)
             async with anyio.create_task_group() as tg:
                 await self._start_edges(tg, client, claims, poller)
                 tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
@@ -102,14 +112,28 @@ class Worker:
                 task_status.started()
                 await self._process_rounds(receive, pipeline, poller)
                 tg.cancel_scope.cancel()
+        await self.tracing.aclose()
         log.info("worker stopped")
+
+    def _status_board(self, client: ApiClient, poller: Poller) -> StatusBoard:
+        """What GET /status shows, read live from the stages."""
+        api = self.settings.api
+        sources = StatusSources(
+            in_flight=self._in_flight, readiness=self.health.readiness,
+            watched=lambda: poller.watched, budget=client.budget,
+            streams_open=lambda: read_gauge(self.metrics.streams_open),
+            max_streams=api.max_streams if api.stream else 0,
+            claims_backend=self.settings.coordination.backend,
+        )
+        return StatusBoard(sources, log_arguments=self.settings.logging.log_arguments)
 
     async def _start_edges(self, tg: anyio.abc.TaskGroup, client: ApiClient,
                            claims: ClaimStore, poller: Poller) -> None:
         """The HTTP server, the signal handler, health upkeep and the Redis intake."""
         if self.settings.server.enabled:
             self.server = Server(self.settings.server, self.metrics, self.health.readiness,
-                                 liveness=self.health.liveness, watch=poller.watch)
+                                 liveness=self.health.liveness, watch=poller.watch,
+                                 status=self.status.snapshot if self.status else None)
             await tg.start(self.server.serve)
         await tg.start(self._shutdown.watch_signals)
         tg.start_soon(keep_health, client, self.settings.watch, self.health, claims, self.clock)
