@@ -68,6 +68,11 @@ def tool_worker_handlers():
     return [shout]
 
 
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # the worker (aiohttp) runs on asyncio; anyio would add trio if installed
+
+
 @pytest.mark.anyio
 async def test_shout(tool_worker):
     result = await tool_worker.run([[("shout", {"text": "hi"})]])
