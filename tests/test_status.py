@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -184,9 +183,10 @@ async def test_a_running_worker_shows_its_round_in_flight_then_done() -> None:
                 return seen[-1]
 
         async with anyio.create_task_group() as tg:
-            await tg.start(functools.partial(worker.run, until_idle=True))
+            await tg.start(worker.run)  # not until_idle: the page must outlive the round
             await wait_for(lambda: _has(snapshot(), "in_flight"), what="a round in flight")
             await wait_for(lambda: _has(snapshot(), "recent_rounds"), what="a finished round")
+            worker.stop()
     in_flight = next(s["in_flight"][0] for s in seen if s["in_flight"])
     assert (in_flight["run_id"], in_flight["tools"]) == (runs[0], ["nap", "add"])
     done = seen[-1]["recent_rounds"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import socket
 import sys
 import time
 from collections import Counter
@@ -117,6 +118,7 @@ async def run_demo(*, runs: int = 24, seed: int = 7, port: int = DEMO_PORT,
     The worker's server (and its status page) listens on ``port`` (0: any free port) while
     the demo runs, and ``linger_s`` longer.
     """
+    port = _free_or_any(port)
     narrator = _Narrator()
     structlog.configure(processors=[
         structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, narrator,
@@ -144,6 +146,17 @@ async def run_demo(*, runs: int = 24, seed: int = 7, port: int = DEMO_PORT,
         if linger_s > 0:
             await _linger(worker, port, linger_s)
         return ok
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when nothing listens there, else 0 (any free one): a demo should just run."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            print(f"port {port} is in use; the status page gets a free one", flush=True)
+            return 0
+    return port
 
 
 async def _linger(worker: Worker, port: int, linger_s: float) -> None:

@@ -89,7 +89,7 @@ def wait_until(condition: object, what: str, timeout_s: float = 10.0) -> None:
 
 
 def test_the_status_page_shows_the_demo_live_in_a_browser(
-    demo: str, browser: Chrome, tmp_path: Path, record_property: Callable[[str, object], None]
+    browser: Chrome, demo: str, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     """It loads without console errors, lists the slow round in flight, and updates itself."""
     from selenium.webdriver.common.by import By
@@ -97,12 +97,12 @@ def test_the_status_page_shows_the_demo_live_in_a_browser(
     browser.get(demo)
     assert browser.title == "tool-worker status"
 
-    def in_flight() -> bool:
-        return bool(browser.find_elements(By.CSS_SELECTOR, "#in-flight tr[data-run]"))
+    # The browser starts first (fixture order), so the demo's 3 s round is still in flight.
+    def slow_round_in_flight() -> bool:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#in-flight tr[data-run]")
+        return any("sleep" in row.text for row in rows)
 
-    wait_until(in_flight, "a round in flight")
-    row = browser.find_element(By.CSS_SELECTOR, "#in-flight tr[data-run]")
-    assert "sleep" in row.text
+    wait_until(slow_round_in_flight, "the slow round in flight")
     first = browser.find_element(By.ID, "status").get_attribute("data-generated")
     wait_until(lambda: browser.find_element(By.ID, "status").get_attribute("data-generated")
                != first, "the page to refresh itself")
