@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## the worker against the built-in simulator, with the ready-made tools
-	$(BIN)/tool-worker demo
+demo: $(STAMP)  ## the worker against the built-in simulator (DEMO_ARGS="--linger 60" keeps /status up)
+	$(BIN)/tool-worker demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## the whole suite
 	$(BIN)/pytest

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 def test_demo_processes_every_run_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     """`tool-worker demo` narrates each round and ends with a summary saying all went through."""
-    assert main(["demo", "--runs", "5"]) == 0
+    assert main(["demo", "--runs", "5", "--port", "0"]) == 0
     out = capsys.readouterr().out
+    assert "status page: http://127.0.0.1:" in out
     assert "5 runs completed" in out
     assert "0 duplicates" in out
     assert out.rstrip().endswith("demo OK")

@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
     demo.add_argument("--runs", type=int, default=24, help="how many runs to process")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--port", type=int, default=9464,
+                      help="the status page's port (0: any free one)")
+    demo.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
+                      help="keep the status page open this long after the demo")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -291,4 +295,6 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")
-    return EXIT_OK if anyio.run(lambda: run_demo(runs=args.runs, seed=args.seed)) else EXIT_FAILURE
+    ok = anyio.run(lambda: run_demo(runs=args.runs, seed=args.seed, port=args.port,
+                                    linger_s=args.linger))
+    return EXIT_OK if ok else EXIT_FAILURE

@@ -27,6 +27,7 @@ __all__ = [
     "Settings",
     "ShutdownSettings",
     "ToolsSettings",
+    "TracingSettings",
     "WatchSettings",
     "api_key_source",
     "load_config",
@@ -149,6 +150,14 @@ class LoggingSettings(_Section):
     log_arguments: bool = False
 
 
+class TracingSettings(_Section):
+    """``[tracing]``: each round as an OpenTelemetry trace (the ``[otel]`` extra; OTLP/HTTP)."""
+
+    enabled: bool = False
+    # OTEL_SERVICE_NAME, when set, wins: the standard OTEL_* variables are honoured.
+    service_name: str = "tool-worker"
+
+
 class ShutdownSettings(_Section):
     """``[shutdown]``: how long SIGTERM waits for rounds in flight before giving up on them."""
 
@@ -183,6 +192,7 @@ class Settings(_Section):
     tools: ToolsSettings = ToolsSettings()
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
+    tracing: TracingSettings = TracingSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     coordination: CoordinationSettings = CoordinationSettings()
     intake: IntakeSettings = IntakeSettings()

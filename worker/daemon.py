@@ -12,28 +12,29 @@ from .backends import build_profile
 from .claims import open_claim_store
 from .client import ApiClient
 from .clock import ApiClock
+from .edges import start_edges
 from .health import Health
-from .intake import RedisIntake
 from .metrics import Metrics
 from .models import Round
 from .poller import Poller
-from .probe import check_access, keep_health
+from .probe import check_access
 from .redis_connect import replica_name
 from .resources import open_resources
 from .rounds import Pipeline
-from .scope import unknown_policy
-from .server import Server
+from .scope import Scope
 from .shutdown import Shutdown
+from .status import StatusBoard
+from .tracing import open_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from anyio.streams.memory import MemoryObjectReceiveStream
 
     from .backends import BackendProfile
     from .claims import ClaimStore
     from .config import Settings
     from .registry import Registry
+    from .server import Server
+    from .tracing import Tracing
 
 __all__ = ["Worker"]
 
@@ -51,9 +52,14 @@ class Worker:
         metrics: Metrics | None = None,
         profile: BackendProfile | None = None,
         resources: Mapping[type[Any], object] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
-        """``resources`` replace the ``@resource`` of their type (tests pass fakes this way)."""
+        """``resources`` replace ``@resource``s by type (fakes in tests); ConfigError: tracing
+        is on without the ``[otel]`` extra."""
         self._resource_overrides = resources
+        self.tracing = tracing or open_tracing(settings.tracing,
+                                               log_arguments=settings.logging.log_arguments)
+        self.status: StatusBoard | None = None
         self._profile = profile or build_profile(settings.api, settings.api_key)
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -95,52 +101,40 @@ class Worker:
             open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
         ):
             await check_access(client, self.settings.watch)
-            send, receive = anyio.create_memory_object_stream[Round](
-                max_buffer_size=self.settings.tools.max_concurrent_rounds
-            )
-            pipeline = Pipeline.build(client, claims, self.registry, self.settings,
-                                      self.metrics, self.clock, resources)
-            poller = self.poller = Poller(client, self.settings.watch, self.metrics,
-                                          health=self.health, clock=self.clock,
-                                          scope=pipeline.scope)
-            async with anyio.create_task_group() as tg:
-                await self._start_edges(tg, client, claims, poller)
-                tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
-                self._log_started()
-                task_status.started()
-                await self._process_rounds(receive, pipeline, poller)
-                tg.cancel_scope.cancel()
-        log.info("worker stopped")
-
-    async def _start_edges(self, tg: anyio.abc.TaskGroup, client: ApiClient,
-                           claims: ClaimStore, poller: Poller) -> None:
-        """The HTTP server, the signal handler, health upkeep and the Redis intake."""
-        if self.settings.server.enabled:
-            self.server = Server(self.settings.server, self.metrics, self.health.readiness,
-                                 liveness=self.health.liveness, watch=poller.watch)
-            await tg.start(self.server.serve)
-        await tg.start(self._shutdown.watch_signals)
-        tg.start_soon(keep_health, client, self.settings.watch, self.health, claims, self.clock)
-        if self.settings.intake.redis_stream:
-            tg.start_soon(RedisIntake.from_settings(
-                self.settings.intake, watch=poller.watch, consumer=replica_name(),
-                metrics=self.metrics, report=functools.partial(self.health.dependency, "intake"),
-            ).run)
-
-    async def _process_rounds(self, receive: MemoryObjectReceiveStream[Round],
-                              pipeline: Pipeline, poller: Poller) -> None:
-        with self._shutdown.rounds:
-            await pipeline.serve(receive, poller.round_finished, in_flight=self._in_flight,
-                                 abandoned=self._abandoned, draining=lambda: self.health.draining)
+            await self._serve(client, claims, resources, until_idle, task_status)
         if self._abandoned:
             log.error("stopped before these rounds were submitted; a restarted worker takes them",
                       runs=self.abandoned_runs)
+        await self.tracing.aclose()
+        log.info("worker stopped")
 
-    def _log_started(self) -> None:
-        watch = self.settings.watch
-        log.info("worker started", tools=[t.name for t in self.registry], threads=len(watch.threads),
-                 assistants=list(watch.assistants) or "all",
-                 unknown_tools=unknown_policy(self.settings))
+    async def _serve(self, client: ApiClient, claims: ClaimStore,
+                     resources: Mapping[type[Any], object], until_idle: bool,
+                     task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Wire the stages, start the edges and the poller, and take rounds until told."""
+        send, receive = anyio.create_memory_object_stream[Round](
+            max_buffer_size=self.settings.tools.max_concurrent_rounds)
+        scope = Scope.from_settings(self.settings, (t.name for t in self.registry))
+        poller = self.poller = Poller(client, self.settings.watch, self.metrics,
+                                      health=self.health, clock=self.clock, scope=scope)
+        self.status = StatusBoard.for_worker(self.settings, self.metrics, self.health,
+                                             self._in_flight, lambda: poller.watched, client.budget)
+        pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,
+                                  self.clock, resources, scope=scope, tracing=self.tracing,
+                                  board=self.status)
+        async with anyio.create_task_group() as tg:
+            self.server = await start_edges(
+                tg, self.settings, metrics=self.metrics, health=self.health, clock=self.clock,
+                client=client, claims=claims, watch=poller.watch, status=self.status.snapshot,
+                watch_signals=self._shutdown.watch_signals)
+            tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
+            log.info("worker started", tools=[t.name for t in self.registry],
+                     threads=len(self.settings.watch.threads), **scope.facts())
+            task_status.started()
+            with self._shutdown.rounds:
+                await pipeline.serve(receive, poller.round_finished, in_flight=self._in_flight,
+                                     abandoned=self._abandoned, draining=lambda: self.health.draining)
+            tg.cancel_scope.cancel()
 
     def stop(self) -> None:
         """Stop taking new rounds and return from ``run`` once the rounds in flight are done."""

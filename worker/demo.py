@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import socket
 import sys
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import anyio
 import structlog
 
 from .config import Secret, Settings
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["run_demo"]
 
 DEMO_KEY = "sk-demo-not-a-secret"
+DEMO_PORT = 9464
+# The first run's first round waits on a slow call, so the status page has a round in flight
+# to show while the demo runs.
+SLOW_CALL_S = 3.0
 
 # The model "thinks" 0.4 s between rounds, so the account can be followed as it scrolls.
 # What a model might ask the ready-made tools for; a few calls are deliberately wrong, to show
@@ -86,8 +93,32 @@ class _Narrator:
         )
 
 
-async def run_demo(*, runs: int = 24, seed: int = 7) -> bool:
-    """Process ``runs`` scripted runs end to end; True when every round was submitted once."""
+def _create_runs(sim: Simulator, registry: Registry, rng: random.Random,
+                 runs: int) -> tuple[list[str], int]:
+    """One thread and one scripted run each; returns the threads and the rounds to expect."""
+    assistant_id = sim.create_assistant(name="demo",
+                                        tools=[spec.to_openai() for spec in registry])
+    threads: list[str] = []
+    expected_rounds = 0
+    for _ in range(runs):
+        thread_id = sim.create_thread()
+        script = _script(rng)
+        if not threads:
+            script[0].append(ToolCallScript("sleep", json.dumps({"seconds": SLOW_CALL_S})))
+        expected_rounds += len(script)
+        sim.create_run(thread_id, assistant_id, rounds=script)
+        threads.append(thread_id)
+    return threads, expected_rounds
+
+
+async def run_demo(*, runs: int = 24, seed: int = 7, port: int = DEMO_PORT,
+                   linger_s: float = 0.0) -> bool:
+    """Process ``runs`` scripted runs end to end; True when every round was submitted once.
+
+    The worker's server (and its status page) listens on ``port`` (0: any free port) while
+    the demo runs, and ``linger_s`` longer.
+    """
+    port = _free_or_any(port)
     narrator = _Narrator()
     structlog.configure(processors=[
         structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, narrator,
@@ -95,28 +126,52 @@ async def run_demo(*, runs: int = 24, seed: int = 7) -> bool:
     rng = random.Random(seed)  # noqa: S311 - a demo script, not cryptography
     registry = Registry.from_modules(["tools.builtin"])
     async with Simulator(api_key=DEMO_KEY, thinking_s=0.4, seed=seed) as sim:
-        assistant_id = sim.create_assistant(
-            name="demo", tools=[spec.to_openai() for spec in registry]
-        )
-        threads, expected_rounds = [], 0
-        for _ in range(runs):
-            thread_id = sim.create_thread()
-            script = _script(rng)
-            expected_rounds += len(script)
-            sim.create_run(thread_id, assistant_id, rounds=script)
-            threads.append(thread_id)
+        threads, expected_rounds = _create_runs(sim, registry, rng, runs)
         print(f"tool-worker demo: {runs} runs, {expected_rounds} rounds, simulator at "
               f"{sim.base_url}, tools: {', '.join(t.name for t in registry)}\n", flush=True)
         settings = Settings.model_validate({
             "api": {"base_url": sim.base_url, "max_requests_per_s": 0},
             "watch": {"threads": threads, "active_poll_interval_s": 0.05},
-            "server": {"enabled": False},
+            "server": {"host": "127.0.0.1", "port": port},
         })
         worker = Worker(settings.model_copy(update={"api_key": Secret(DEMO_KEY)}), registry)
         started = time.monotonic()
-        await worker.run(until_idle=True)
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(worker.run, until_idle=True))
+            port = worker.server.port if worker.server and worker.server.port else port
+            print(f"status page: http://127.0.0.1:{port}/status (live while the demo runs; "
+                  "--linger 60 keeps it open after)\n", flush=True)
         elapsed_s = time.monotonic() - started
-        return _summary(sim, worker, expected_rounds, elapsed_s)
+        ok = _summary(sim, worker, expected_rounds, elapsed_s)
+        if linger_s > 0:
+            await _linger(worker, port, linger_s)
+        return ok
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when nothing listens there, else 0 (any free one): a demo should just run."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            print(f"port {port} is in use; the status page gets a free one", flush=True)
+            return 0
+    return port
+
+
+async def _linger(worker: Worker, port: int, linger_s: float) -> None:
+    """Serve the finished worker's status page a while longer (the worker itself stopped)."""
+    from .server import Server
+
+    if worker.status is None:
+        return
+    server = Server(worker.settings.server.model_copy(update={"port": port}), worker.metrics,
+                    worker.health.readiness, status=worker.status.snapshot)
+    print(f"the status page stays up for {linger_s:.0f} s; Ctrl-C ends it", flush=True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        await anyio.sleep(linger_s)
+        tg.cancel_scope.cancel()
 
 
 def _summary(sim: Simulator, worker: Worker, expected_rounds: int, elapsed_s: float) -> bool:

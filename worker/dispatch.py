@@ -15,6 +15,7 @@ from .context import ToolContext
 from .errors import ToolArgumentsError, ToolError, ToolNotFound
 from .logs import redact_text
 from .models import CallOutcome, Round, ToolCall, ToolOutput
+from .tracing import NO_TRACING
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .config import ToolsSettings
     from .metrics import Metrics
     from .registry import Registry, Tool
+    from .tracing import Tracing
 
 __all__ = ["Dispatcher", "round_deadline"]
 
@@ -60,12 +62,14 @@ class Dispatcher:
         tool_log: FilteringBoundLogger | None = None,
         resources: Mapping[type[Any], object] | None = None,
         thread_metadata: Callable[[str], Awaitable[Mapping[str, str]]] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``tool_log`` is the ``ctx.log`` handlers get; a fresh logger per call by default.
 
         ``resources`` holds the started ``@resource`` values by type; ``thread_metadata``
         reads a thread's metadata for ``ctx.thread_metadata()``.
         """
+        self._tracing = tracing or NO_TRACING
         self._registry = registry
         self._resources = resources or {}
         self._thread_metadata = thread_metadata or _no_thread_metadata
@@ -135,12 +139,15 @@ class Dispatcher:
 
     async def _answer(self, round_: Round, call: ToolCall, deadline: float) -> ToolOutput:
         started = anyio.current_time()
-        with bound_contextvars(tool_call_id=call.id, tool=call.name):
+        # The call's span is current while the handler runs: its own spans join the trace.
+        with bound_contextvars(tool_call_id=call.id, tool=call.name), \
+                self._tracing.call(call) as traced:
             self._metrics.in_flight_calls.inc()
             try:
                 text, outcome = await self._execute(round_, call, deadline)
             finally:
                 self._metrics.in_flight_calls.dec()
+            traced.outcome(outcome.value)
             duration_s = anyio.current_time() - started
             text = self._truncate(
                 text, self._output_limits.get(call.name, self._settings.max_output_chars)

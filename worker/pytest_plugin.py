@@ -10,7 +10,8 @@ Enable it in your top-level ``conftest.py`` and name your handlers once::
 
 Then ``result = await tool_worker.run([[("get_weather", {"city": "Oslo"})]])`` in a test.
 Override ``tool_worker_resources`` (``{Database: FakeDatabase()}``) to replace resources.
-The fixtures are sync, so any async test runner (anyio's, pytest-asyncio) can await ``run``.
+The fixtures are sync, so any async test runner (anyio's, pytest-asyncio) can await ``run``;
+for anyio's, the plugin sets ``anyio_backend`` to asyncio, since the worker runs on aiohttp.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from types import ModuleType
 
-__all__ = ["tool_worker", "tool_worker_handlers", "tool_worker_resources"]
+__all__ = ["anyio_backend", "tool_worker", "tool_worker_handlers", "tool_worker_resources"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio: the worker runs on aiohttp, which has no trio backend (override to change)."""
+    return "asyncio"
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from .models import Round, SubmitOutcome
 from .scope import Scope
 from .submit import SubmitResult, Submitter
 from .thread_metadata import ThreadMetadataCache
+from .tracing import NO_TRACING
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .models import Run
     from .registry import Registry
+    from .status import StatusBoard
+    from .tracing import Tracing
 
 __all__ = ["RUN_ENDED", "Pipeline"]
 
@@ -54,25 +57,31 @@ class Pipeline:
     retry_claim_s: float  # when to look again at a round that could not be claimed
     max_concurrent_rounds: int = 64
     scope: Scope | None = None  # a streamed round outside it goes back to the poller
+    tracing: Tracing = NO_TRACING
+    board: StatusBoard | None = None
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
               settings: Settings, metrics: Metrics, clock: ApiClock,
-              resources: Mapping[type[Any], object] | None = None) -> Pipeline:
+              resources: Mapping[type[Any], object] | None = None, *,
+              scope: Scope | None = None, tracing: Tracing | None = None,
+              board: StatusBoard | None = None) -> Pipeline:
         """The stages as the settings configure them; ``resources`` are the started ones."""
         thread_metadata = ThreadMetadataCache(client.retrieve_thread_metadata,
                                               settings.tools.thread_metadata_ttl_s)
+        tracing = tracing or NO_TRACING
         return cls(
             client, claims,
             Dispatcher(registry, settings.tools, metrics,
                        log_arguments=settings.logging.log_arguments, resources=resources,
-                       thread_metadata=thread_metadata.get),
+                       thread_metadata=thread_metadata.get, tracing=tracing),
             Submitter(client, metrics, window_s=settings.tools.submit_window_s),
             clock, metrics,
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
             retry_claim_s=settings.watch.active_poll_interval_s,
             max_concurrent_rounds=settings.tools.max_concurrent_rounds,
-            scope=Scope.from_settings(settings, (spec.name for spec in registry)),
+            scope=scope or Scope.from_settings(settings, (spec.name for spec in registry)),
+            tracing=tracing, board=board,
         )
 
     def _serves(self, run: Run) -> bool:
@@ -114,31 +123,39 @@ class Pipeline:
         """
         current: Round | None = round_
         next_poll_s: float | None = None
+        found_by = "poll"  # the poller found the first round; streams bring the next ones
         while current is not None:
             in_flight.add(current)
             try:
-                following, next_poll_s = await self.take(current, follow=not draining())
+                following, next_poll_s = await self.take(current, follow=not draining(),
+                                                         found_by=found_by)
             except anyio.get_cancelled_exc_class():
                 abandoned.append(current)
                 raise
             finally:
                 in_flight.discard(current)
-            current = following
+            current, found_by = following, "stream"
         return next_poll_s
 
-    async def take(self, round_: Round, *, follow: bool) -> tuple[Round | None, float | None]:
+    async def take(self, round_: Round, *, follow: bool,
+                   found_by: str = "poll") -> tuple[Round | None, float | None]:
         """Claim, answer and submit one round.
 
         Returns the run's next round when the submission's stream brought it (and ``follow``),
         and otherwise when the poller should look at the run again (as ``follow``).
         """
-        with bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id):
+        with (bound_contextvars(thread_id=round_.thread_id, run_id=round_.run_id),
+              self.tracing.round(round_, found_by=found_by) as traced):
             try:
                 async with self.claims.hold(round_) as held:
+                    traced.claimed(held is not None)
+                    if self.board is not None:
+                        self.board.claimed(held is not None)
                     if held is None:  # another replica (or a stale read) has it
                         return None, self.retry_claim_s
                     result = await self._answer(round_, held)
                     held.outcome = result.outcome
+                    traced.outcome(result.outcome.value)
             except CoordinationError as exc:
                 log.warning("could not claim the round; trying again", error=str(exc))
                 return None, self.retry_claim_s
@@ -160,9 +177,16 @@ class Pipeline:
             )
             if isinstance(answered, SubmitOutcome):
                 self.submitter.record_abandoned(round_, answered)
+                if self.board is not None:
+                    self.board.round_done(round_, (), answered.value)
                 return SubmitResult(answered)
             outputs = answered
             await held.keep(outputs)
         else:
             log.info("submitting outputs kept from an earlier try; the handlers do not run")
-        return await self.submitter.submit(round_, outputs)
+        with self.tracing.submit(round_) as submitting:
+            result = await self.submitter.submit(round_, outputs)
+            submitting.outcome(result.outcome.value)
+        if self.board is not None:
+            self.board.round_done(round_, outputs, result.outcome.value)
+        return result

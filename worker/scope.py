@@ -42,6 +42,11 @@ class Scope:
         return cls(frozenset(settings.watch.assistants), frozenset(tools),
                    unknown_policy(settings) == "leave")
 
+    def facts(self) -> dict[str, object]:
+        """What the start log line says of the scope."""
+        return {"assistants": sorted(self.assistants) or "all",
+                "unknown_tools": "leave" if self.leave_unknown else "error"}
+
     def leave_reason(self, run: Run) -> str | None:
         """Why the run is not ours to answer (a ``runs_skipped`` reason), or None."""
         if self.assistants and run.assistant_id not in self.assistants:

@@ -1,8 +1,11 @@
-"""The worker's HTTP server: /metrics, /healthz, /readyz and POST /v1/watch."""
+"""The worker's HTTP server: /metrics, /healthz, /readyz, /status and POST /v1/watch."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import ipaddress
 import json
 import math
 import time
@@ -17,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from .errors import InvalidId, WatchLimitReached
 from .ids import MAX_ID_CHARS, is_valid_id
 from .intake import Refusals
+from .status import render_status
 
 if TYPE_CHECKING:
     from .config import Secret, ServerSettings
@@ -91,7 +95,9 @@ class Server:
         *,
         liveness: Readiness | None = None,
         watch: Watch | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``status``: the status page's snapshot (``StatusBoard.snapshot``); None: no page."""
         self._host = settings.host
         self._port = settings.port
         self._token = settings.watch_token
@@ -99,6 +105,7 @@ class Server:
         self._readiness = readiness
         self._liveness = liveness
         self._watch = watch
+        self._status = status
         self.refusals = Refusals(metrics, "http")
         self.throttle = FailureThrottle(settings.watch_max_failures, settings.watch_failure_window_s)
         self.port: int | None = None
@@ -109,6 +116,8 @@ class Server:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_post("/v1/watch", self._watch_request)
+        app.router.add_get("/status", self._status_page)
+        app.router.add_get("/status.json", self._status_page)
         return app
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -142,6 +151,44 @@ class Server:
         ready, reasons = self._readiness()
         body = {"status": "ready" if ready else "not ready", **reasons}
         return web.json_response(body, status=200 if ready else 503, dumps=json.dumps)
+
+    async def _status_page(self, request: web.Request) -> web.Response:
+        if self._status is None:
+            return _problem(404, "the status page is off")
+        refused = self._refuse_status(request)
+        if refused is not None:
+            return refused
+        snapshot = self._status()
+        if request.path.endswith(".json"):
+            return web.json_response(snapshot, headers=_NO_STORE)
+        return web.Response(text=render_status(snapshot), content_type="text/html",
+                            headers=_NO_STORE)
+
+    def _refuse_status(self, request: web.Request) -> web.Response | None:
+        """None when the page may be shown: on loopback, or to whoever has the watch token.
+
+        The token comes as ``Authorization: Bearer`` (scripts) or as the password of Basic
+        authentication, which a browser asks for by itself (any user name).
+        """
+        if _is_loopback(self._host):
+            return None
+        if self._token is None:
+            return _problem(403, "the status page beyond loopback needs [server] watch_token")
+        address = request.remote or "unknown"
+        retry_after_s = self.throttle.retry_after_s(address)
+        if retry_after_s is not None:
+            self.refusals.refuse("throttled", "too many failed requests", address=address)
+            return _problem(429, f"too many failed requests from {address}; retry in "
+                            f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
+        given = _presented_token(request.headers.get("Authorization", ""))
+        if given is not None and hmac.compare_digest(given, self._token.get().encode()):
+            self.throttle.succeeded(address)
+            return None
+        self.throttle.failed(address)
+        self.refusals.refuse("auth", "missing or wrong token for the status page",
+                             address=address)
+        return _problem(401, "the status page needs the watch token",
+                        headers={"WWW-Authenticate": 'Basic realm="tool-worker status"'})
 
     async def _watch_request(self, request: web.Request) -> web.Response:
         token, watch = self._token, self._watch
@@ -201,6 +248,32 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str, reason: str) -> None:
         self.status, self.message, self.reason = status, message, reason
         super().__init__(message)
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
+
+
+def _presented_token(header: str) -> bytes | None:
+    """The token of ``Authorization: Bearer <token>`` or of Basic's password."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip().encode()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(b":")[2]
+    return None
 
 
 def _problem(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
