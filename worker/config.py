@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiSettings",
+    "ApprovalRule",
+    "ApprovalsSettings",
     "CoordinationSettings",
     "IntakeSettings",
     "LoggingSettings",
@@ -175,6 +177,23 @@ class IntakeSettings(_Section):
     claim_idle_s: float = Field(default=30.0, gt=0)
 
 
+class ApprovalRule(_Section):
+    """One ``[approvals] rules`` item: glob patterns on the MCP server label and tool name."""
+
+    server_label: str = Field(default="*", min_length=1)
+    tool: str = Field(default="*", min_length=1)
+    decision: Literal["approve", "deny", "leave"]
+
+
+class ApprovalsSettings(_Section):
+    """``[approvals]``: how MCP tool calls waiting for approval are answered (backend azure).
+
+    The first rule that matches a call decides it; a call no rule matches is left for a person.
+    """
+
+    rules: tuple[ApprovalRule, ...] = ()
+
+
 class Settings(_Section):
     """Everything the worker is configured with; build it with ``load_config``."""
 
@@ -186,6 +205,7 @@ class Settings(_Section):
     shutdown: ShutdownSettings = ShutdownSettings()
     coordination: CoordinationSettings = CoordinationSettings()
     intake: IntakeSettings = IntakeSettings()
+    approvals: ApprovalsSettings = ApprovalsSettings()
     api_key: Secret | None = Field(default=None, exclude=True, repr=False)
 
     def secret_values(self) -> tuple[str, ...]:
@@ -369,6 +389,13 @@ def _check_backend(settings: Settings, source: str) -> None:
             "name the threads in [watch] threads instead",
             source=source,
             key="watch.discover",
+        )
+    if settings.approvals.rules and settings.api.backend != "azure":
+        raise ConfigError(
+            "only Azure's agents service asks for tool approvals, so [approvals] rules need "
+            "backend = \"azure\"; remove them for the OpenAI API",
+            source=source,
+            key="approvals.rules",
         )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from .approvals import ApprovalPolicy
 from .backends import build_profile
 from .budget import RequestBudget
 from .claims import open_claim_store
@@ -102,7 +103,8 @@ class Worker:
             )
             poller = self.poller = Poller(
                 client, self.settings.watch, self.metrics, health=self.health,
-                clock=self.clock, scope=Scope.from_settings(self.settings, self._tool_names()))
+                clock=self.clock, scope=Scope.from_settings(self.settings, self._tool_names()),
+                approvals=ApprovalPolicy.from_settings(self.settings))
             pipeline = Pipeline.build(client, claims, self.registry, self.settings,
                                       self.metrics, self.clock, resources)
             async with anyio.create_task_group() as tg:

@@ -11,6 +11,7 @@ import anyio
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from .approvals import ApprovalPolicy, count_decisions
 from .cancellation import unless_run_moves_on
 from .dispatch import Dispatcher
 from .errors import CoordinationError
@@ -51,6 +52,7 @@ class Pipeline:
     cancel_check_interval_s: float
     retry_claim_s: float  # when to look again at a round that could not be claimed
     scope: Scope | None = None  # a streamed round outside it goes back to the poller
+    approvals: ApprovalPolicy | None = None  # answers approval rounds (Azure's MCP calls)
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
@@ -69,6 +71,7 @@ class Pipeline:
             cancel_check_interval_s=settings.watch.cancel_check_interval_s,
             retry_claim_s=settings.watch.active_poll_interval_s,
             scope=Scope.from_settings(settings, (spec.name for spec in registry)),
+            approvals=ApprovalPolicy.from_settings(settings),
         )
 
     def _serves(self, run: Run) -> bool:
@@ -110,7 +113,8 @@ class Pipeline:
                 async with self.claims.hold(round_) as held:
                     if held is None:  # another replica (or a stale read) has it
                         return None, self.retry_claim_s
-                    result = await self._answer(round_, held)
+                    result = await (self._approve(round_) if round_.approval_calls
+                                    else self._answer(round_, held))
                     held.outcome = result.outcome
             except CoordinationError as exc:
                 log.warning("could not claim the round; trying again", error=str(exc))
@@ -122,6 +126,16 @@ class Pipeline:
             return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
         return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
+
+    async def _approve(self, round_: Round) -> SubmitResult:
+        """Send the [approvals] rules' answers to an approval round; no handler runs."""
+        approvals = None if self.approvals is None else self.approvals.approvals(round_)
+        if approvals is None:
+            return SubmitResult(SubmitOutcome.REJECTED)  # not ours to answer; the poller leaves it
+        result = await self.submitter.submit_approvals(round_, approvals)
+        if result.outcome is SubmitOutcome.OK:
+            count_decisions(approvals, self.metrics)
+        return result
 
     async def _answer(self, round_: Round, held: Held) -> SubmitResult:
         """Dispatch (unless outputs were kept from an earlier try), then submit."""
