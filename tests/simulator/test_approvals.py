@@ -15,7 +15,7 @@ MCP = [ToolCallScript("search_code", '{"q": "x"}', server_label="github"),
 FUNCTION = [ToolCallScript("add", '{"a": 1}')]
 
 
-async def submit(sim: Simulator, run: dict[str, Any], body: object) -> tuple[int, dict]:
+async def submit(sim: Simulator, run: dict[str, Any], body: object) -> tuple[int, Any]:
     """POST submit_tool_outputs as the profile wants it; (status, JSON answer)."""
     url = f"{sim.base_url}/threads/{run['thread_id']}/runs/{run['id']}/submit_tool_outputs"
     if sim.profile == "azure":
