@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .config import ApiSettings
     from .health import Health
     from .metrics import Metrics
-    from .models import Run, ToolOutput
+    from .models import Run, ToolApproval, ToolOutput
 
 log = structlog.get_logger("worker.client")
 
@@ -113,13 +113,16 @@ class ApiClient:
         outputs: Sequence[ToolOutput],
         *,
         deadline: float | None = None,
+        approvals: Sequence[ToolApproval] = (),
     ) -> Run:
         """Submit every output of a round in one request; retries stop at ``deadline``.
+
+        With ``approvals`` (Azure), the round's tool approvals are sent instead of outputs.
 
         Raises:
             RunNotActionable: the run does not take these outputs (any more).
         """
-        body = {"tool_outputs": self._outputs_json(outputs)}
+        body = self._body(outputs, approvals)
         answer = await self._transport.request(
             "POST",
             "submit_tool_outputs",
@@ -132,8 +135,13 @@ class ApiClient:
             return parse_run("submit_tool_outputs", answer.data, answer.poll_after_ms,
                              thread_id=thread_id, run_id=run_id)
 
-    def _outputs_json(self, outputs: Sequence[ToolOutput]) -> list[dict[str, str]]:
-        return [output.to_json(self._output_type) for output in outputs]
+    def _body(
+        self, outputs: Sequence[ToolOutput], approvals: Sequence[ToolApproval]
+    ) -> dict[str, Any]:
+        # Azure takes approvals on the same endpoint: {"tool_approvals": [ToolApproval]}.
+        if approvals:
+            return {"tool_approvals": [approval.to_json() for approval in approvals]}
+        return {"tool_outputs": [output.to_json(self._output_type) for output in outputs]}
 
     @property
     def can_stream(self) -> bool:
@@ -141,7 +149,8 @@ class ApiClient:
         return self._settings.stream and self._streams_open < self._settings.max_streams
 
     async def submit_tool_outputs_streaming(
-        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput],
+        *, approvals: Sequence[ToolApproval] = (),
     ) -> Run | None:
         """Submit with ``"stream": true`` and follow the run to its next round or its end.
 
@@ -154,7 +163,7 @@ class ApiClient:
             ApiError: the outputs were not accepted (as ``submit_tool_outputs``).
         """
         endpoint = "submit_tool_outputs"
-        body = {"tool_outputs": self._outputs_json(outputs), "stream": True}
+        body = {**self._body(outputs, approvals), "stream": True}
         path = ids.path("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
                         thread_id=thread_id, run_id=run_id)
         async with self._transport.open_stream(endpoint, path, body) as response:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from .approvals import ApprovalPolicy
 from .backends import build_profile
 from .claims import open_claim_store
 from .client import ApiClient
@@ -115,13 +116,14 @@ class Worker:
         send, receive = anyio.create_memory_object_stream[Round](
             max_buffer_size=self.settings.tools.max_concurrent_rounds)
         scope = Scope.from_settings(self.settings, (t.name for t in self.registry))
-        poller = self.poller = Poller(client, self.settings.watch, self.metrics,
-                                      health=self.health, clock=self.clock, scope=scope)
+        approvals = ApprovalPolicy.from_settings(self.settings)
+        poller = self.poller = Poller(client, self.settings.watch, self.metrics, health=self.health,
+                                      clock=self.clock, scope=scope, approvals=approvals)
         self.status = StatusBoard.for_worker(self.settings, self.metrics, self.health,
                                              self._in_flight, lambda: poller.watched, client.budget)
         pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,
                                   self.clock, resources, scope=scope, tracing=self.tracing,
-                                  board=self.status)
+                                  board=self.status, approvals=approvals)
         async with anyio.create_task_group() as tg:
             self.server = await start_edges(
                 tg, self.settings, metrics=self.metrics, health=self.health, clock=self.clock,

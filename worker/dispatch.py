@@ -81,16 +81,13 @@ class Dispatcher:
         self._threads = anyio.CapacityLimiter(settings.max_threads)
         self._names = frozenset(spec.name for spec in registry)
         self._children: dict[tuple[str, CallOutcome], tuple[Any, Any]] = {}
-        self._per_tool = {
-            spec.name: anyio.CapacityLimiter(spec.max_concurrency)
-            for spec in registry
-            if spec.max_concurrency is not None
-        }
-        self._output_limits = {
-            spec.name: spec.max_output_chars
-            for spec in registry
-            if spec.max_output_chars is not None
-        }
+        self._per_tool = {spec.name: anyio.CapacityLimiter(spec.max_concurrency)
+                          for spec in registry if spec.max_concurrency is not None}
+        self._output_limits = {spec.name: spec.max_output_chars
+                               for spec in registry if spec.max_output_chars is not None}
+        for spec in registry:
+            if not spec.is_async and not spec.process:  # the tools that can leave a thread
+                metrics.abandoned_threads.labels(spec.name)  # a series at 0, for increase()
 
     async def run(self, round_: Round, deadline: float | None = None) -> list[ToolOutput]:
         """Answer every call of the round; never raises for a handler's or the model's fault."""

@@ -16,14 +16,16 @@ from prometheus_client import (
 )
 
 from .errors import ApiErrorKind
-from .models import CallOutcome, SubmitOutcome
+from .models import ApprovalDecision, CallOutcome, SubmitOutcome
 
-__all__ = ["API_ERROR_KINDS", "CALL_OUTCOMES", "INTAKE_REFUSALS", "SUBMIT_OUTCOMES", "Metrics"]
+__all__ = ["API_ERROR_KINDS", "APPROVAL_DECISIONS", "CALL_OUTCOMES", "INTAKE_REFUSALS",
+           "SUBMIT_OUTCOMES", "Metrics"]
 
 # Closed sets of label values: label sets stay bounded, no ids ever become labels.
 CALL_OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
 SUBMIT_OUTCOMES = tuple(outcome.value for outcome in SubmitOutcome)
 API_ERROR_KINDS = tuple(kind.value for kind in ApiErrorKind)
+APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # Why POST /v1/watch or the Redis stream refused a request: wrong token, a body that is not
 # {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, or an address
 # answered 429 after too many failures.
@@ -90,6 +92,12 @@ class Metrics:
             "Rounds found, by how: a poll, or the stream of the previous round's submission.",
             ["by"], registry=r,
         ), ("poll", "stream"))
+        self.tool_approvals = _zeroed(Counter(
+            "toolworker_tool_approvals",
+            "MCP tool calls waiting for approval, by decision: approve or deny (taken by the "
+            "run), leave (left for a person, counted once per run).",
+            ["decision"], registry=r,
+        ), APPROVAL_DECISIONS)
 
     def _declare_api(self) -> None:
         r = self.registry

@@ -17,12 +17,16 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "APPROVAL_ACTION",
+    "ApprovalDecision",
     "CallOutcome",
     "Malformed",
+    "McpCall",
     "Round",
     "Run",
     "RunStatus",
     "SubmitOutcome",
+    "ToolApproval",
     "ToolCall",
     "ToolOutput",
     "parse_metadata",
@@ -87,6 +91,52 @@ class ToolCall:
         )
 
 
+# Azure's agents service asks for approvals of MCP calls with required_action
+# {"type": "submit_tool_approval", "submit_tool_approval": {"tool_calls": [RequiredMcpToolCall]}},
+# each {"id", "type": "mcp", "name", "arguments", "server_label"} (azure-ai-agents,
+# azure/ai/agents/models/_models.py: SubmitToolApprovalAction, SubmitToolApprovalDetails,
+# RequiredMcpToolCall), and takes {"tool_approvals": [ToolApproval]} on submit_tool_outputs.
+APPROVAL_ACTION = "submit_tool_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class McpCall:
+    """One MCP tool call that waits for an approval; ``arguments`` is the model's raw JSON text."""
+
+    id: str
+    name: str
+    server_label: str
+    arguments: str
+
+    @classmethod
+    def from_json(cls, data: object) -> McpCall | None:
+        """Parse one item of ``submit_tool_approval.tool_calls``; None for a call of another type.
+
+        Raises:
+            Malformed: the item is not a tool call, or an MCP call misses a field.
+        """
+        call = _object(data, "approval tool call")
+        if call.get("type") != "mcp":
+            return None
+        return cls(
+            id=check_id(call.get("id"), "tool_call_id"),
+            name=_string(call, "name", "MCP call"),
+            server_label=_string(call, "server_label", "MCP call"),
+            arguments=_string(call, "arguments", "MCP call"),
+        )
+
+
+def _approval_calls(action: dict[str, Any]) -> tuple[tuple[McpCall, ...], int]:
+    """The MCP calls of a submit_tool_approval action, and how many calls were of another type."""
+    details = _object(action.get(APPROVAL_ACTION) or {}, APPROVAL_ACTION)
+    calls_json = details.get("tool_calls") or []
+    if not isinstance(calls_json, list):
+        raise Malformed(f"{APPROVAL_ACTION}'s tool_calls is {_kind(calls_json)}, not a list")
+    parsed = [McpCall.from_json(call) for call in calls_json]
+    calls = tuple(call for call in parsed if call is not None)
+    return calls, len(parsed) - len(calls)
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """The fields of a RunObject that the worker acts on."""
@@ -102,6 +152,9 @@ class Run:
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The API's `openai-poll-after-ms` hint that came with this answer, if any.
     poll_after_ms: int | None = None
+    # MCP calls waiting for approval (Azure), and how many approval calls were of another type.
+    approval_calls: tuple[McpCall, ...] = ()
+    other_approval_calls: int = 0
 
     @classmethod
     def from_json(cls, data: object) -> Run:
@@ -118,6 +171,7 @@ class Run:
         if not isinstance(calls_json, list):
             raise Malformed(f"tool_calls is {_kind(calls_json)}, not a list")
         calls = tuple(c for c in map(ToolCall.from_json, calls_json) if c is not None)
+        approval_calls, other_approval_calls = _approval_calls(action)
         action_type = action.get("type")
         assistant_id = run.get("assistant_id")
         return cls(
@@ -130,6 +184,8 @@ class Run:
             tool_calls=calls,
             created_at=_time(run, "created_at") or 0.0,
             metadata=parse_metadata(run.get("metadata")),
+            approval_calls=approval_calls,
+            other_approval_calls=other_approval_calls,
         )
 
     @property
@@ -142,9 +198,19 @@ class Run:
         )
 
     @property
+    def wants_approvals(self) -> bool:
+        """True when the run waits for tool approvals (MCP calls, on Azure)."""
+        return (
+            self.status is RunStatus.REQUIRES_ACTION
+            and self.required_action_type == APPROVAL_ACTION
+            and bool(self.approval_calls)
+        )
+
+    @property
     def call_ids(self) -> frozenset[str]:
-        """The ids of the tool calls the run waits for (empty when it waits for none)."""
-        return frozenset(call.id for call in self.tool_calls)
+        """The ids of the tool calls the run waits for (outputs or approvals; empty for none)."""
+        return frozenset(call.id for call in self.tool_calls) | frozenset(
+            call.id for call in self.approval_calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +226,14 @@ class Round:
     # When the run expires on the anyio clock: expires_at read on the API's clock, not ours.
     expiry: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # An approval round (Azure) asks for approvals of these MCP calls, and has no tool_calls.
+    approval_calls: tuple[McpCall, ...] = ()
 
     @property
     def call_ids(self) -> frozenset[str]:
         """The ids of the round's tool calls; with the run id, the round's identity."""
-        return frozenset(call.id for call in self.tool_calls)
+        return frozenset(call.id for call in self.tool_calls) | frozenset(
+            call.id for call in self.approval_calls)
 
     @property
     def key(self) -> tuple[str, frozenset[str]]:
@@ -191,6 +260,7 @@ class Round:
             detected_at=detected_at,
             expiry=expiry,
             metadata=run.metadata,
+            approval_calls=run.approval_calls if run.wants_approvals else (),
         )
 
 
@@ -248,6 +318,14 @@ class CallOutcome(enum.StrEnum):
     NOT_RUN = "not_run"  # too little time left before the run expires to run the handler
 
 
+class ApprovalDecision(enum.StrEnum):
+    """What became of an MCP call waiting for approval; ``toolworker_tool_approvals``' labels."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+    LEAVE = "leave"  # left for a person (or another program) to answer
+
+
 class SubmitOutcome(enum.StrEnum):
     """What became of a round; the closed label set of ``toolworker_rounds_submitted_total``."""
 
@@ -291,3 +369,15 @@ class ToolOutput:
         """The inverse of ``to_record``."""
         return cls(str(data["tool_call_id"]), str(data["output"]), str(data["tool"]),
                    CallOutcome(data["outcome"]), float(data["duration_s"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolApproval:
+    """The answer to one MCP call waiting for approval (azure-ai-agents ``ToolApproval``)."""
+
+    tool_call_id: str
+    approve: bool
+
+    def to_json(self) -> dict[str, str | bool]:
+        """The approval as the API takes it."""
+        return {"tool_call_id": self.tool_call_id, "approve": self.approve}

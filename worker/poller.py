@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from .approvals import AWAITING_APPROVAL
 from .budget import Lane
 from .errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
 from .models import Round, Run
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectSendStream
 
+    from .approvals import ApprovalPolicy
     from .client import ApiClient
     from .clock import ApiClock
     from .config import WatchSettings
@@ -40,6 +42,7 @@ _LEAVING = {
     "unsupported_action": "run waits for an action this worker does not take; leaving it alone",
     OTHER_ASSISTANT: "run is of an assistant this worker does not serve; leaving it alone",
     UNKNOWN_TOOL: "round calls a tool not registered here; leaving it to another deployment",
+    AWAITING_APPROVAL: "run waits for a person to approve its tool calls; leaving it alone",
 }
 
 
@@ -73,13 +76,16 @@ class Poller:
         health: Health,
         clock: ApiClock,
         scope: Scope | None = None,
+        approvals: ApprovalPolicy | None = None,
     ) -> None:
         """Raises ``ConfigError`` when more threads are configured than ``max_threads``.
 
         Runs outside ``scope`` (another assistant's, or rounds for another deployment's
-        tools) are left alone and looked at rarely.
+        tools) are left alone and looked at rarely. Runs waiting for tool approvals become
+        rounds when the ``approvals`` policy answers every call, and are left alone otherwise.
         """
         self._scope = scope
+        self._approvals = approvals
         if len(settings.threads) > settings.max_threads:
             raise ConfigError(
                 f"{len(settings.threads)} threads are configured, more than the limit",
@@ -308,7 +314,7 @@ class Poller:
         reason = self._scope.leave_reason(run) if self._scope is not None else None
         if reason is not None:
             return self._leave(watch, run, reason)
-        if run.wants_tool_outputs and not self._stopping:
+        if (run.wants_tool_outputs or self._answers_approvals(run)) and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
             log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
@@ -322,9 +328,18 @@ class Poller:
             return min(run.poll_after_ms / 1000, self._settings.idle_poll_interval_s)
         return self._pace.active(watch, run.status)
 
+    def _answers_approvals(self, run: Run) -> bool:
+        return self._approvals is not None and self._approvals.answers(run)
+
     def _other_action(self, watch: ThreadState, run: Run) -> float:
-        """A run that waits for something else (a tool approval): leave it, look rarely."""
-        return self._leave(watch, run, "unsupported_action")
+        """A run that waits for something else (tool approvals no rule answers): leave it."""
+        if self._approvals is None or not run.wants_approvals:
+            return self._leave(watch, run, "unsupported_action")
+        if self._approvals.answers(run):  # stopping: not answered now, nor left for a person
+            return self._settings.idle_poll_interval_s
+        if watch.other_action_logged != run.id:
+            self._approvals.record_left(run, self._metrics)
+        return self._leave(watch, run, AWAITING_APPROVAL)
 
     def _leave(self, watch: ThreadState, run: Run, reason: str) -> float:
         """Leave the run to someone else: count and log it once, and look at it rarely."""
@@ -333,7 +348,8 @@ class Poller:
             self._metrics.runs_skipped.labels(reason).inc()
             log.info(_LEAVING[reason], run_id=run.id, reason=reason,
                      action=run.required_action_type, assistant_id=run.assistant_id,
-                     tools=sorted({call.name for call in run.tool_calls}))
+                     tools=sorted({c.name for c in run.tool_calls}
+                                  | {c.name for c in run.approval_calls}))
         return self._settings.idle_poll_interval_s
 
     def _set_run(self, watch: ThreadState, run_id: str | None) -> None:

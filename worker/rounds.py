@@ -11,6 +11,7 @@ import anyio
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from .approvals import ApprovalPolicy, count_decisions
 from .cancellation import unless_run_moves_on
 from .dispatch import Dispatcher
 from .errors import CoordinationError
@@ -59,13 +60,15 @@ class Pipeline:
     scope: Scope | None = None  # a streamed round outside it goes back to the poller
     tracing: Tracing = NO_TRACING
     board: StatusBoard | None = None
+    approvals: ApprovalPolicy | None = None  # answers approval rounds (Azure's MCP calls)
 
     @classmethod
     def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
               settings: Settings, metrics: Metrics, clock: ApiClock,
               resources: Mapping[type[Any], object] | None = None, *,
               scope: Scope | None = None, tracing: Tracing | None = None,
-              board: StatusBoard | None = None) -> Pipeline:
+              board: StatusBoard | None = None,
+              approvals: ApprovalPolicy | None = None) -> Pipeline:
         """The stages as the settings configure them; ``resources`` are the started ones."""
         thread_metadata = ThreadMetadataCache(client.retrieve_thread_metadata,
                                               settings.tools.thread_metadata_ttl_s)
@@ -82,6 +85,7 @@ class Pipeline:
             max_concurrent_rounds=settings.tools.max_concurrent_rounds,
             scope=scope or Scope.from_settings(settings, (spec.name for spec in registry)),
             tracing=tracing, board=board,
+            approvals=approvals or ApprovalPolicy.from_settings(settings),
         )
 
     def _serves(self, run: Run) -> bool:
@@ -153,7 +157,8 @@ class Pipeline:
                         self.board.claimed(held is not None)
                     if held is None:  # another replica (or a stale read) has it
                         return None, self.retry_claim_s
-                    result = await self._answer(round_, held)
+                    result = await (self._approve(round_) if round_.approval_calls
+                                    else self._answer(round_, held))
                     held.outcome = result.outcome
                     traced.outcome(result.outcome.value)
             except CoordinationError as exc:
@@ -166,6 +171,16 @@ class Pipeline:
             return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
         return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
+
+    async def _approve(self, round_: Round) -> SubmitResult:
+        """Send the [approvals] rules' answers to an approval round; no handler runs."""
+        approvals = None if self.approvals is None else self.approvals.approvals(round_)
+        if approvals is None:
+            return SubmitResult(SubmitOutcome.REJECTED)  # not ours to answer; the poller leaves it
+        result = await self.submitter.submit_approvals(round_, approvals)
+        if result.outcome is SubmitOutcome.OK:
+            count_decisions(approvals, self.metrics)
+        return result
 
     async def _answer(self, round_: Round, held: Held) -> SubmitResult:
         """Dispatch (unless outputs were kept from an earlier try), then submit."""

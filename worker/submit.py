@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from .client import ApiClient
     from .metrics import Metrics
-    from .models import Round, Run, ToolOutput
+    from .models import Round, Run, ToolApproval, ToolOutput
 
 __all__ = ["SubmitResult", "Submitter", "expiry_deadline"]
 
@@ -97,13 +97,29 @@ class Submitter:
         )
         return result
 
+    async def submit_approvals(
+        self, round_: Round, approvals: Sequence[ToolApproval]
+    ) -> SubmitResult:
+        """Submit an approval round's answers in one request, as ``submit`` does outputs."""
+        result = await self._deliver(round_, (), approvals)
+        ok = result.outcome is SubmitOutcome.OK
+        quiet = (SubmitOutcome.OK, SubmitOutcome.ALREADY_SUBMITTED, SubmitOutcome.CANCELLED)
+        (log.info if result.outcome in quiet else log.warning)(
+            "tool approvals submitted" if ok else "tool approvals not submitted",
+            outcome=result.outcome.value, tool_calls=len(approvals),
+            approved=sum(a.approve for a in approvals))
+        return result
+
     def record_abandoned(self, round_: Round, outcome: SubmitOutcome) -> None:
         """Count a round whose run stopped waiting before its outputs were ready."""
         self._metrics.rounds.labels(outcome.value).inc()
         log.info("round not submitted: the run stopped waiting", outcome=outcome.value,
                  tool_calls=len(round_.tool_calls))
 
-    async def _deliver(self, round_: Round, outputs: Sequence[ToolOutput]) -> SubmitResult:
+    async def _deliver(
+        self, round_: Round, outputs: Sequence[ToolOutput],
+        approvals: Sequence[ToolApproval] = (),
+    ) -> SubmitResult:
         deadline = expiry_deadline(round_)
         if deadline is None:
             deadline = anyio.current_time() + self._window_s
@@ -113,7 +129,8 @@ class Submitter:
         while anyio.current_time() < deadline:
             error: ApiError | None = None
             try:
-                return await self._send(round_, outputs, deadline, stream=stream)
+                return await self._send(round_, outputs, deadline, stream=stream,
+                                        approvals=approvals)
             except (RunNotActionable, NotFound) as exc:
                 # OpenAI refuses a run that moved on with 400, other servers with 404; the run
                 # itself says which it was.
@@ -139,19 +156,20 @@ class Submitter:
                             else SubmitOutcome.FAILED)
 
     async def _send(
-        self, round_: Round, outputs: Sequence[ToolOutput], deadline: float, *, stream: bool
+        self, round_: Round, outputs: Sequence[ToolOutput], deadline: float, *, stream: bool,
+        approvals: Sequence[ToolApproval] = (),
     ) -> SubmitResult:
         """One submission; streamed when allowed, so the next round comes without a poll."""
         if stream and self._client.can_stream:
             run = await self._client.submit_tool_outputs_streaming(
-                round_.thread_id, round_.run_id, outputs)
+                round_.thread_id, round_.run_id, outputs, approvals=approvals)
             if run is None:  # accepted; the stream did not say what came next: look now
                 return SubmitResult(SubmitOutcome.OK, 0.0)
             if run.wants_tool_outputs or run.status.is_terminal:
                 return SubmitResult(SubmitOutcome.OK, None, next_run=run)
         else:
             run = await self._client.submit_tool_outputs(
-                round_.thread_id, round_.run_id, outputs, deadline=deadline)
+                round_.thread_id, round_.run_id, outputs, deadline=deadline, approvals=approvals)
             if not stream and not self._stream_refused and self._client.can_stream:
                 self._stream_refused = True
                 log.warning("the API refused a streamed submission but took a plain one; "
@@ -185,7 +203,7 @@ def _classify(run: Run, round_: Round, maybe_applied: bool) -> SubmitOutcome | N
     if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
         log.info("the run was cancelled before it took the outputs")
         return SubmitOutcome.CANCELLED
-    if run.wants_tool_outputs and run.call_ids == round_.call_ids:
+    if (run.wants_tool_outputs or run.wants_approvals) and run.call_ids == round_.call_ids:
         return None
     if maybe_applied:
         log.info("the answer to our submission was lost, but the run took the outputs")

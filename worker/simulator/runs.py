@@ -50,7 +50,9 @@ class RunRecord:
     cancelled_at: float | None = None
     completed_at: float | None = None
     # Azure's Agent Service also asks for tool approvals: another kind of required_action.
+    # action_type is the run's (a test may force it); pending_action is the current round's.
     action_type: str = "submit_tool_outputs"
+    pending_action: str = "submit_tool_outputs"
 
     @property
     def terminal(self) -> bool:
@@ -90,8 +92,8 @@ class RunRecord:
             # round_index counts the accepted submissions.
             return {} if "empty_required_action" in quirks and self.round_index else None
         return {
-            "type": self.action_type,
-            self.action_type: {"tool_calls": [dict(call) for call in self.tool_calls]},
+            "type": self.pending_action,
+            self.pending_action: {"tool_calls": [dict(call) for call in self.tool_calls]},
         }
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from worker.simulator.approvals import (
+    APPROVAL_ACTION,
+    parse_tool_approvals,
+    wrong_answer,
+)
 from worker.simulator.assistants import AssistantStore
 from worker.simulator.runs import RunRecord, run_settings
 from worker.simulator.store import Submission
@@ -113,7 +118,8 @@ class ApiState(AssistantStore, ThreadStore):
     def submit_tool_outputs(self, thread_id: str, run_id: str, body: object) -> dict[str, Any]:
         """Accept one output for every tool call of the current round, or refuse it all with a 400.
 
-        Every attempt is recorded in `submissions`, refused or not.
+        The azure profile also takes `tool_approvals` for a round of MCP calls that wait for
+        approval. Every attempt is recorded in `submissions`, refused or not.
         """
         round_index = None
         try:
@@ -121,10 +127,8 @@ class ApiState(AssistantStore, ThreadStore):
             self.advance(run)
             if run.status == "requires_action":
                 round_index = run.round_index
-            outputs = parse_tool_outputs(body, typed=self.profile == "azure")
-            if run.status != "requires_action":
-                raise self._late(run)
-            expect_round_ids([call["id"] for call in run.tool_calls], [i for i, _ in outputs],
+            ids = self._answered_ids(run, body)
+            expect_round_ids([call["id"] for call in run.tool_calls], ids,
                              partial="partial_submissions" in self.quirks)
         except RequestRefused as exc:
             self.record_submission(thread_id, run_id, body, round_index, exc)
@@ -135,6 +139,20 @@ class ApiState(AssistantStore, ThreadStore):
         run.round_index += 1
         self.record_submission(thread_id, run_id, body, round_index, None)
         return self.render(run)
+
+    def _answered_ids(self, run: RunRecord, body: object) -> list[str]:
+        """The tool call ids a body answers, once it is known to fit the run's action."""
+        approving = self.profile == "azure" and isinstance(body, dict) and "tool_approvals" in body
+        if approving:
+            ids = [i for i, _ in parse_tool_approvals(body)]
+        else:  # on the openai profile, tool_approvals is an unknown parameter
+            ids = [i for i, _ in parse_tool_outputs(body, typed=self.profile == "azure")]
+        if run.status != "requires_action":
+            raise self._late(run)
+        # Assumed, not verified against the service: an answer of the other kind is a 400.
+        if approving != (run.pending_action == APPROVAL_ACTION):
+            raise wrong_answer(run.pending_action)
+        return ids
 
     def _late(self, run: RunRecord) -> RequestRefused:
         message = f'Runs in status "{run.status}" do not accept tool outputs.'
@@ -151,12 +169,8 @@ class ApiState(AssistantStore, ThreadStore):
         refused: RequestRefused | None,
     ) -> None:
         """Record a submit_tool_outputs attempt, keeping whatever pairs the body holds."""
-        items = body.get("tool_outputs") if isinstance(body, dict) else None
-        pairs = tuple(
-            (item["tool_call_id"], item.get("output"))
-            for item in (items if isinstance(items, list) else ())
-            if isinstance(item, dict) and isinstance(item.get("tool_call_id"), str)
-        )
+        pairs = _pairs(body, "tool_outputs", "output")
+        approvals = _pairs(body, "tool_approvals", "approve")
         self.submissions.append(
             Submission(
                 thread_id=thread_id,
@@ -167,6 +181,7 @@ class ApiState(AssistantStore, ThreadStore):
                 error=None if refused is None else refused.message,
                 at=self.monotonic(),
                 body=body,
+                tool_approvals=tuple((i, a) for i, a in approvals if isinstance(a, bool)),
             )
         )
 
@@ -208,6 +223,16 @@ class ApiState(AssistantStore, ThreadStore):
         return run
 
 
+def _pairs(body: object, key: str, value: str) -> tuple[tuple[str, object], ...]:
+    """(tool_call_id, item[value]) of each well-formed item of body[key], for the record."""
+    items = body.get(key) if isinstance(body, dict) else None
+    return tuple(
+        (item["tool_call_id"], item.get(value))
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, dict) and isinstance(item.get("tool_call_id"), str)
+    )
+
+
 def _script(
     rounds: Sequence[Sequence[ToolCallScript]] | None, metadata: Mapping[str, str]
 ) -> tuple[tuple[ToolCallScript, ...], ...]:
@@ -217,4 +242,7 @@ def _script(
     script = tuple(tuple(round_) for round_ in rounds)
     if any(not round_ for round_ in script):
         raise refuse("Each scripted round needs at least one tool call.", param="metadata")
+    if any(len({call.server_label is None for call in round_}) > 1 for round_ in script):
+        raise refuse("A scripted round is all MCP calls (with server_label) or none.",
+                     param="metadata")
     return script

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from worker.simulator.approvals import APPROVAL_ACTION, mcp_call, round_action
 from worker.simulator.quirks import timestamp
 from worker.simulator.runs import THINKING_STATUSES, RunRecord
 from worker.simulator.wire import paginate, text_content
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from worker.simulator.quirks import PollHints, Quirk
+    from worker.simulator.wire import ToolCallScript
 
 __all__ = ["Event", "Store", "Submission"]
 
@@ -39,6 +41,7 @@ class Submission:
     error: str | None
     at: float
     body: object = field(default=None, compare=False, repr=False)  # the request's JSON
+    tool_approvals: tuple[tuple[str, bool], ...] = ()  # (tool_call_id, approve), on Azure
 
 
 class Store:
@@ -211,14 +214,10 @@ class Store:
             run.started_at = at
         if run.round_index < len(run.rounds):
             run.status = "requires_action"
-            run.tool_calls = tuple(
-                {
-                    "id": self.new_id("call_"),
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in run.rounds[run.round_index]
-            )
+            calls = run.rounds[run.round_index]
+            run.pending_action = round_action(calls, run.action_type)
+            mcp = run.pending_action == APPROVAL_ACTION
+            run.tool_calls = tuple(self._required_call(call, mcp=mcp) for call in calls)
             self.rounds_visible[(run.id, run.round_index)] = self.monotonic() - (self.clock() - at)
             return
         run.status = "completed"
@@ -229,3 +228,10 @@ class Store:
         self.emit(run.id, "thread.message.created",
                   {**message, "status": "in_progress", "completed_at": None})
         self.emit(run.id, "thread.message.completed", dict(message))
+
+    def _required_call(self, call: ToolCallScript, *, mcp: bool) -> dict[str, Any]:
+        call_id = self.new_id("call_")
+        if mcp and call.server_label is not None:
+            return mcp_call(call_id, call)
+        return {"id": call_id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}

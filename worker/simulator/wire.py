@@ -33,10 +33,15 @@ _LONG_METADATA_KEYS = frozenset({"sim_rounds"})
 
 @dataclass(frozen=True, slots=True)
 class ToolCallScript:
-    """One tool call the scripted "model" makes; `arguments` is sent verbatim, valid JSON or not."""
+    """One tool call the scripted "model" makes; `arguments` is sent verbatim, valid JSON or not.
+
+    With a `server_label` it is a call of that MCP server's tool, which asks for approval
+    (Azure's `submit_tool_approval`) instead of outputs.
+    """
 
     name: str
     arguments: str
+    server_label: str | None = None
 
 
 class RequestRefused(ValueError):
@@ -258,7 +263,8 @@ def _scripted_call(call: Mapping[str, Any]) -> ToolCallScript:
     arguments = call["arguments"]
     # An object where the JSON string belongs is taken as meant: encoded, not rejected.
     text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return ToolCallScript(str(call["name"]), text)
+    label = call.get("server_label")
+    return ToolCallScript(str(call["name"]), text, None if label is None else str(label))
 
 
 def text_content(content: object) -> list[dict[str, Any]]:
