@@ -175,11 +175,9 @@ class Server:
         if self._token is None:
             return _problem(403, "the status page beyond loopback needs [server] watch_token")
         address = request.remote or "unknown"
-        retry_after_s = self.throttle.retry_after_s(address)
-        if retry_after_s is not None:
-            self.refusals.refuse("throttled", "too many failed requests", address=address)
-            return _problem(429, f"too many failed requests from {address}; retry in "
-                            f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
+        throttled = self._throttled(address)
+        if throttled is not None:
+            return throttled
         given = _presented_token(request.headers.get("Authorization", ""))
         if given is not None and hmac.compare_digest(given, self._token.get().encode()):
             self.throttle.succeeded(address)
@@ -190,16 +188,23 @@ class Server:
         return _problem(401, "the status page needs the watch token",
                         headers={"WWW-Authenticate": 'Basic realm="tool-worker status"'})
 
+    def _throttled(self, address: str) -> web.Response | None:
+        """A 429 for an address that failed too often lately, or None."""
+        retry_after_s = self.throttle.retry_after_s(address)
+        if retry_after_s is None:
+            return None
+        self.refusals.refuse("throttled", "too many failed requests", address=address)
+        return _problem(429, f"too many failed requests from {address}; retry in "
+                        f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
+
     async def _watch_request(self, request: web.Request) -> web.Response:
         token, watch = self._token, self._watch
         if token is None or watch is None:
             return _problem(404, "POST /v1/watch is off; set [server] watch_token to enable it")
         address = request.remote or "unknown"
-        retry_after_s = self.throttle.retry_after_s(address)
-        if retry_after_s is not None:
-            self.refusals.refuse("throttled", "too many failed requests", address=address)
-            return _problem(429, f"too many failed requests from {address}; retry in "
-                            f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
+        throttled = self._throttled(address)
+        if throttled is not None:
+            return throttled
         try:
             response = await _answer_watch(request, token, watch)
         except _Refused as refused:
