@@ -80,6 +80,7 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, source) from None
+    settings = _fit_streams(settings, source)
     _check_backend(settings, source)
     _check_threads(settings, source)
     settings = _read_watch_token_file(settings, source)
@@ -213,15 +214,28 @@ def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None)
     return next((name for name in names if env.get(name, "").strip()), " or ".join(names))
 
 
-def _check_backend(settings: Settings, source: str) -> None:
+def _fit_streams(settings: Settings, source: str) -> Settings:
+    """Streams stay below max_connections, so that polls and submissions find a connection.
+
+    An explicit max_streams that does not fit is an error; the default follows a lowered
+    max_connections (three quarters of it) instead of making the user set both.
+    """
     api = settings.api
-    if api.stream and api.max_streams >= api.max_connections:
+    if not api.stream or api.max_streams < api.max_connections:
+        return settings
+    if "max_streams" in api.model_fields_set:
         raise ConfigError(
             f"max_streams ({api.max_streams}) must be below max_connections "
             f"({api.max_connections}), so that polls and submissions always find a connection",
             source=source,
             key="api.max_streams",
         )
+    streams = api.max_connections * 3 // 4  # 0 for one connection: no streams at all
+    fitted = api.model_copy(update={"max_streams": max(streams, 1), "stream": streams > 0})
+    return settings.model_copy(update={"api": fitted})
+
+
+def _check_backend(settings: Settings, source: str) -> None:
     if settings.watch.discover and settings.api.backend != "azure":
         raise ConfigError(
             "the OpenAI API cannot list threads, so discover needs backend = \"azure\"; "
