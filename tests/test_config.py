@@ -206,21 +206,9 @@ def test_the_example_documents_every_key() -> None:
             assert key in parsed.get(section, {}) or f"# {key} = " in text, f"{section}.{key}"
 
 
-@pytest.mark.parametrize(("connections", "streams", "stream"), [(32, 24, True), (2, 1, True),
-                                                                (1, 1, False)])
-def test_the_default_max_streams_follows_a_lowered_max_connections(
-    tmp_path, connections, streams, stream
-):
-    """Lowering max_connections alone is enough: the default streams fit below it."""
+def test_streams_and_connections_are_sized_apart(tmp_path):
+    """Streams have their own pool: lowering max_connections alone loads, streams untouched."""
     path = tmp_path / "worker.toml"
-    path.write_text(f"[api]\nmax_connections = {connections}\n")
+    path.write_text("[api]\nmax_connections = 8\nmax_streams = 32\n")
     settings = load_config(path, environ={"OPENAI_API_KEY": "sk-x"})
-    assert (settings.api.max_streams, settings.api.stream) == (streams, stream)
-
-
-def test_an_explicit_max_streams_that_does_not_fit_is_refused(tmp_path):
-    """Both set, and contradicting: the error names the key and says why."""
-    path = tmp_path / "worker.toml"
-    path.write_text("[api]\nmax_connections = 32\nmax_streams = 32\n")
-    with pytest.raises(ConfigError, match="api.max_streams: max_streams .32. must be below"):
-        load_config(path, environ={"OPENAI_API_KEY": "sk-x"})
+    assert (settings.api.max_connections, settings.api.max_streams) == (8, 32)

@@ -80,7 +80,6 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, source) from None
-    settings = _fit_streams(settings, source)
     _check_backend(settings, source)
     _check_threads(settings, source)
     settings = _read_watch_token_file(settings, source)
@@ -212,27 +211,6 @@ def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None)
         return str(api.api_key_file)
     names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
     return next((name for name in names if env.get(name, "").strip()), " or ".join(names))
-
-
-def _fit_streams(settings: Settings, source: str) -> Settings:
-    """Streams stay below max_connections, so that polls and submissions find a connection.
-
-    An explicit max_streams that does not fit is an error; the default follows a lowered
-    max_connections (three quarters of it) instead of making the user set both.
-    """
-    api = settings.api
-    if not api.stream or api.max_streams < api.max_connections:
-        return settings
-    if "max_streams" in api.model_fields_set:
-        raise ConfigError(
-            f"max_streams ({api.max_streams}) must be below max_connections "
-            f"({api.max_connections}), so that polls and submissions always find a connection",
-            source=source,
-            key="api.max_streams",
-        )
-    streams = api.max_connections * 3 // 4  # 0 for one connection: no streams at all
-    fitted = api.model_copy(update={"max_streams": max(streams, 1), "stream": streams > 0})
-    return settings.model_copy(update={"api": fitted})
 
 
 def _check_backend(settings: Settings, source: str) -> None:

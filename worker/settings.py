@@ -52,9 +52,9 @@ class ApiSettings(_Section):
     # hostile server cannot make the worker parse hundreds of megabytes.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     # Submit with "stream": true and take the run's next round from the stream, instead of
-    # polling for it. Streams held open while the model thinks are capped below
-    # max_connections, so polls and submissions always find a connection; past the cap,
-    # runs are polled. A stream silent for stream_idle_timeout_s is given up (and polled).
+    # polling for it. Streams held open while the model thinks have their own max_streams
+    # connections, so polls and submissions always find one; past the cap, runs are polled.
+    # A stream silent for stream_idle_timeout_s is given up (and its run polled).
     stream: bool = True
     max_streams: int = Field(default=96, ge=1)
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)

@@ -66,18 +66,22 @@ class Transport:
         self._health = health
         self._session: aiohttp.ClientSession | None = None
         self._background: aiohttp.ClientSession | None = None
+        self._streams: aiohttp.ClientSession | None = None
         self._lasting_reported: set[str] = set()
         self._streams_open = 0
 
     async def __aenter__(self) -> Self:
-        # Two pools: polls of idle and announced threads, which may hang by the hundred, can
-        # never hold the connections that active runs and submissions wait for.
-        self._session, self._background = self._new_session(), self._new_session()
+        # Three pools, so that nothing holds the connections that active runs and submissions
+        # wait for: polls of idle and announced threads, which may hang by the hundred, have
+        # their own; so do streams, held open while the model thinks.
+        limit = self._settings.max_connections
+        self._session, self._background = self._new_session(limit), self._new_session(limit)
+        self._streams = self._new_session(self._settings.max_streams)
         return self
 
-    def _new_session(self) -> aiohttp.ClientSession:
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._settings.max_connections),
+            connector=aiohttp.TCPConnector(limit=limit),
             timeout=aiohttp.ClientTimeout(
                 total=self._settings.request_timeout_s, connect=self._settings.connect_timeout_s
             ),
@@ -90,10 +94,10 @@ class Transport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for session in (self._session, self._background):
+        for session in (self._session, self._background, self._streams):
             if session is not None:
                 await session.close()
-        self._session = self._background = None
+        self._session = self._background = self._streams = None
         await self._profile.aclose()
 
     async def request(
@@ -238,7 +242,7 @@ class Transport:
 
         Errors before the answer started, and ApiErrors raised while it is read, are counted.
         """
-        if self._session is None:
+        if self._streams is None:
             raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
         await self.budget.acquire(Lane.SUBMIT)  # the stream is one request; events are free
         started, status = anyio.current_time(), "error"
@@ -248,7 +252,7 @@ class Transport:
         )
         try:
             with translate_errors(endpoint, self._settings.stream_idle_timeout_s):
-                async with self._session.post(
+                async with self._streams.post(
                     self._profile.url(path), params=self._profile.query(),
                     headers=await self._profile.headers(), json=body, timeout=timeout,
                 ) as response:
