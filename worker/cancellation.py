@@ -78,7 +78,7 @@ async def _until_moved_on(
 
 
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
-    if run.wants_tool_outputs and run.call_ids == round_.call_ids:
+    if run.waits_for(round_):
         return None
     if run.status is RunStatus.EXPIRED:
         return SubmitOutcome.EXPIRED

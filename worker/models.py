@@ -212,6 +212,11 @@ class Run:
         return frozenset(call.id for call in self.tool_calls) | frozenset(
             call.id for call in self.approval_calls)
 
+    def waits_for(self, round_: Round) -> bool:
+        """True when the run still waits for this round's answers (outputs or approvals)."""
+        return (self.wants_tool_outputs or self.wants_approvals) and (
+            self.call_ids == round_.call_ids)
+
 
 @dataclass(frozen=True, slots=True)
 class Round:

@@ -203,7 +203,7 @@ def _classify(run: Run, round_: Round, maybe_applied: bool) -> SubmitOutcome | N
     if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
         log.info("the run was cancelled before it took the outputs")
         return SubmitOutcome.CANCELLED
-    if (run.wants_tool_outputs or run.wants_approvals) and run.call_ids == round_.call_ids:
+    if run.waits_for(round_):
         return None
     if maybe_applied:
         log.info("the answer to our submission was lost, but the run took the outputs")
