@@ -68,7 +68,6 @@ class Transport:
         self._background: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
         self._lasting_reported: set[str] = set()
-        self._streams_open = 0
 
     async def __aenter__(self) -> Self:
         # Three pools, so that nothing holds the connections that active runs and submissions
@@ -212,10 +211,12 @@ class Transport:
                     status = f"{response.status // 100}xx"
                     return await self.answer(endpoint, response)
         finally:
-            self._metrics.api_requests.labels(endpoint, status).inc()
-            self._metrics.api_request_duration.labels(endpoint).observe(
-                anyio.current_time() - started
-            )
+            self._count_request(endpoint, status, started)
+
+    def _count_request(self, endpoint: str, status: str, started: float) -> None:
+        self._metrics.api_requests.labels(endpoint, status).inc()
+        self._metrics.api_request_duration.labels(endpoint).observe(
+            anyio.current_time() - started)
 
     async def answer(self, endpoint: str, response: aiohttp.ClientResponse) -> Answer:
         """The answer of a response: its JSON object and hint, or the ApiError it means."""
@@ -262,6 +263,4 @@ class Transport:
             self.count_error(endpoint, error)
             raise
         finally:
-            self._metrics.api_requests.labels(endpoint, status).inc()
-            self._metrics.api_request_duration.labels(endpoint).observe(
-                anyio.current_time() - started)
+            self._count_request(endpoint, status, started)
