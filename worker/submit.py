@@ -37,6 +37,11 @@ __all__ = ["SubmitResult", "Submitter", "expiry_deadline"]
 
 log = structlog.get_logger("worker.submit")
 
+# Outcomes logged as routine (info); the others are warnings someone should read.
+_ROUTINE = frozenset(
+    {SubmitOutcome.OK, SubmitOutcome.ALREADY_SUBMITTED, SubmitOutcome.CANCELLED}
+)
+
 # The API rounds expires_at down to whole seconds; keep clear of the edge so a request in
 # flight does not arrive after the run expired.
 EXPIRY_GUARD_S = 0.5
@@ -85,9 +90,7 @@ class Submitter:
         self._metrics.rounds.labels(outcome.value).inc()
         latency_s = anyio.current_time() - round_.detected_at
         self._metrics.round_latency.observe(latency_s)
-        settled = outcome in (SubmitOutcome.OK, SubmitOutcome.ALREADY_SUBMITTED,
-                              SubmitOutcome.CANCELLED)
-        (log.info if settled else log.warning)(
+        (log.info if outcome in _ROUTINE else log.warning)(
             "round submitted" if outcome is SubmitOutcome.OK else "round not submitted",
             outcome=outcome.value,
             tool_calls=len(outputs),
@@ -103,8 +106,7 @@ class Submitter:
         """Submit an approval round's answers in one request, as ``submit`` does outputs."""
         result = await self._deliver(round_, (), approvals)
         ok = result.outcome is SubmitOutcome.OK
-        quiet = (SubmitOutcome.OK, SubmitOutcome.ALREADY_SUBMITTED, SubmitOutcome.CANCELLED)
-        (log.info if result.outcome in quiet else log.warning)(
+        (log.info if result.outcome in _ROUTINE else log.warning)(
             "tool approvals submitted" if ok else "tool approvals not submitted",
             outcome=result.outcome.value, tool_calls=len(approvals),
             approved=sum(a.approve for a in approvals))
