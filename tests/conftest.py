@@ -8,7 +8,8 @@ import pytest
 import structlog
 
 # Imported here, not inside tests: a first import reads files, which blockbuster would flag.
-from worker.config import Secret, Settings
+from worker.config.secret import Secret
+from worker.config.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator

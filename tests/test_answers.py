@@ -22,16 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServedApp
-from worker.assistants import sync_assistant
-from worker.backends import build_profile
-from worker.budget import RetryPolicy
-from worker.client import ApiClient
-from worker.clock import ApiClock
-from worker.config import ApiSettings, Secret
+from worker.api.backends import build_profile
+from worker.api.client import ApiClient
+from worker.api.clock import ApiClock
+from worker.api.retry import RetryPolicy
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.errors import ApiError, ApiStatusError, BadAnswer
-from worker.metrics import Metrics
+from worker.handlers.assistant_sync import sync_assistant
+from worker.handlers.registry import Registry
 from worker.models import CallOutcome, Run, ToolOutput
-from worker.registry import Registry
+from worker.observability.metrics import Metrics
 
 CAP = 64 * 1024  # the smallest [api] max_response_bytes allowed
 Call = Callable[[ApiClient], Awaitable[object]]

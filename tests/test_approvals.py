@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
-from worker.approvals import ApprovalPolicy, Rule
-from worker.config import load_config
+from worker.config.loading import load_config
 from worker.errors import ConfigError, InvalidId
-from worker.metrics import Metrics
 from worker.models import ApprovalDecision, Malformed, McpCall, Round, Run, ToolApproval
+from worker.observability.metrics import Metrics
+from worker.rounds.approvals import ApprovalPolicy, Rule
 from worker.testing import capture_logs
 
 KEY = {"OPENAI_API_KEY": "sk-test", "AZURE_AI_API_KEY": "az-test"}

@@ -9,9 +9,9 @@ import anyio.from_thread
 import pytest
 
 from worker import tool
-from worker.assistants import plan_sync
 from worker.cli import main
-from worker.registry import Registry, tool_spec
+from worker.handlers.assistant_sync import plan_sync
+from worker.handlers.registry import Registry, tool_spec
 from worker.simulator import FaultPlan, FaultRule, Simulator
 
 if TYPE_CHECKING:

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from worker.backends import AzureProfile, EntraTokenSource, OpenAIProfile, auth_hint, build_profile
-from worker.config import ApiSettings, Secret
+from worker.api.backends import (
+    AzureProfile,
+    EntraTokenSource,
+    OpenAIProfile,
+    auth_hint,
+    build_profile,
+)
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from worker.claims import LocalClaims
 from worker.models import CallOutcome, Round, SubmitOutcome, ToolCall, ToolOutput
+from worker.service.claims import LocalClaims
 
 
 def make_round(run_id: str = "run_1", *call_ids: str) -> Round:

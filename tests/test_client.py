@@ -11,10 +11,12 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import ServedApp
-from worker.backends import build_profile
-from worker.budget import RequestBudget, RetryPolicy
-from worker.client import ApiClient
-from worker.config import ApiSettings, Secret
+from worker.api.backends import build_profile
+from worker.api.budget import RequestBudget
+from worker.api.client import ApiClient
+from worker.api.retry import RetryPolicy
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.errors import (
     ApiConnectionError,
     ApiStatusError,
@@ -25,8 +27,8 @@ from worker.errors import (
     RateLimited,
     RunNotActionable,
 )
-from worker.metrics import Metrics
 from worker.models import RunStatus, ToolOutput
+from worker.observability.metrics import Metrics
 
 KEY = "sk-test-abcdefghijklmnop"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -289,7 +291,7 @@ async def test_a_zero_budget_means_no_limit() -> None:
 async def test_idle_and_announced_polls_wait_in_one_line() -> None:
     """Announced polls never push an idle one back: they share a line, first come first
     served; a submission still goes before both."""
-    from worker.budget import Lane
+    from worker.api.budget import Lane
 
     budget = RequestBudget(5)
     for _ in range(5):

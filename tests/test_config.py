@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from worker.config import Secret, load_config
+from worker.config.loading import load_config
+from worker.config.secret import Secret
 from worker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def test_the_example_documents_every_key() -> None:
     import tomllib
     from pathlib import Path
 
-    from worker.config import Settings
+    from worker.config.settings import Settings
 
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     settings = load_config(example, environ=KEY)

@@ -11,12 +11,13 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import ServedApp
-from worker.backends import build_profile
-from worker.budget import RetryPolicy
-from worker.client import ApiClient
-from worker.config import ApiSettings, Secret
+from worker.api.backends import build_profile
+from worker.api.client import ApiClient
+from worker.api.retry import RetryPolicy
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.errors import ApiConnectionError, ApiErrorKind
-from worker.metrics import Metrics
+from worker.observability.metrics import Metrics
 from worker.testing import capture_logs
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import API_ERROR_KINDS, CALL_OUTCOMES, SUBMIT_OUTCOMES, Metrics
+from worker.observability.metrics import API_ERROR_KINDS, CALL_OUTCOMES, SUBMIT_OUTCOMES, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -79,7 +79,7 @@ class Selector:
 @cache
 def client_endpoints() -> tuple[str, ...]:
     """The endpoint label values client.py passes to ``Transport.request``, from its source."""
-    tree = ast.parse((ROOT / "worker" / "client.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "worker" / "api" / "client.py").read_text(encoding="utf-8"))
     endpoints = {
         node.args[1].value
         for node in ast.walk(tree)
@@ -90,7 +90,7 @@ def client_endpoints() -> tuple[str, ...]:
         and isinstance(node.args[1], ast.Constant)
         and isinstance(node.args[1].value, str)
     }
-    assert endpoints, "no ._transport.request(method, endpoint, ...) call in worker/client.py"
+    assert endpoints, "no ._transport.request(method, endpoint, ...) call in worker/api/client.py"
     return tuple(sorted(endpoints))
 
 
@@ -311,7 +311,7 @@ def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
 
 
 def test_every_metric_family_has_series_once_touched() -> None:
-    """touched_metrics() gives every metric of worker/metrics.py samples to check names against."""
+    """touched_metrics() gives every metric of worker/observability/metrics.py samples to check names against."""
     families = list(touched_metrics().registry.collect())
     untouched = [family.name for family in families if not family.samples]
     assert not untouched, f"use these once in touched_metrics(): {untouched}"

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from worker.config import ServerSettings, ShutdownSettings, load_config
+from worker.config.loading import load_config
+from worker.config.settings import ServerSettings, ShutdownSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -10,11 +10,11 @@ import structlog
 
 from tests.handlers import options, sample
 from worker import ToolContext, tool
-from worker.config import ToolsSettings
-from worker.dispatch import Dispatcher
-from worker.metrics import Metrics
+from worker.config.settings import ToolsSettings
+from worker.handlers.registry import Registry, tool_spec
 from worker.models import CallOutcome, Round, ToolCall
-from worker.registry import Registry, tool_spec
+from worker.observability.metrics import Metrics
+from worker.rounds.dispatch import Dispatcher
 from worker.testing import call_tool, capture_logs, fake_context
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.docstrings import parse_docstring
+from worker.handlers.docstrings import parse_docstring
 
 
 def test_the_summary_is_the_first_paragraph_joined_into_one_line() -> None:

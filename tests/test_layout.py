@@ -13,6 +13,8 @@ MODULES = sorted([*WORKER.rglob("*.py"), *(ROOT / "tools").glob("*.py")])
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 40  # from the first decorator to the last line, docstring included
 MAX_DAEMON_LINES = 149  # the daemon wires the stages and owns the lifecycle, nothing more
+MAX_TOP_LEVEL_MODULES = 14  # the rest lives in packages named for what they serve
+PACKAGES = ("api", "rounds", "handlers", "service", "observability", "config", "simulator")
 
 
 def test_the_package_is_found() -> None:
@@ -35,8 +37,24 @@ def test_modules_and_functions_are_short(path: Path) -> None:
     assert too_long == []
 
 
+def test_the_top_level_stays_small() -> None:
+    """worker/ holds the entry points and shared types; everything else lives in a package."""
+    top = sorted(path.name for path in WORKER.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+    packages = sorted(path.parent.name for path in WORKER.glob("*/__init__.py"))
+    assert packages == sorted(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_says_what_it_holds(package: str) -> None:
+    """A package's docstring tells a reader what lives there and what it may import."""
+    tree = ast.parse((WORKER / package / "__init__.py").read_text(encoding="utf-8"))
+    docstring = ast.get_docstring(tree)
+    assert docstring is not None and "import" in docstring.lower()
+
+
 def test_the_daemon_is_thin() -> None:
-    """daemon.py reads as wiring; a round's path lives in rounds.py."""
+    """daemon.py reads as wiring; a round's path lives in rounds/pipeline.py."""
     assert len((WORKER / "daemon.py").read_text(encoding="utf-8").splitlines()) <= MAX_DAEMON_LINES
 
 

@@ -10,7 +10,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from worker import tool
-from worker.logs import configure_logging, redact_secrets, redact_text
+from worker.observability.logs import configure_logging, redact_secrets, redact_text
 from worker.testing import call_tool
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ import pytest
 from tests.e2e.conftest import calls, run_worker
 from tests.handlers.resourced import whoami, whoami_sync
 from worker.errors import NotFound
+from worker.rounds.thread_metadata import ThreadMetadataCache
 from worker.simulator import Simulator
 from worker.testing import call_tool, fake_context, run_tools
-from worker.thread_metadata import ThreadMetadataCache
 
 
 @pytest.mark.e2e

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import Metrics
+from worker.observability.metrics import Metrics
 
 
 def families(metrics: Metrics) -> set[str]:

@@ -39,7 +39,7 @@ def test_public_names_are_pinned() -> None:
 def test_nothing_public_is_exposed_outside_all() -> None:
     """A name reachable as ``worker.<name>`` that looks public is in ``__all__``.
 
-    Submodules do not count: the import system sets ``worker.config`` and the rest as a side
+    Submodules do not count: the import system sets ``worker.config.loading`` and the rest as a side
     effect of importing them, and each declares its own ``__all__``. Anything else, such as a
     helper or a stray ``import json`` in ``worker/__init__.py``, is either exported or named
     with a leading underscore.

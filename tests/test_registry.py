@@ -9,7 +9,7 @@ import pytest
 
 from tests.handlers import options, sample
 from worker import ConfigError, ToolContext, ToolNotFound, tool
-from worker.registry import Registry, tool_spec
+from worker.handlers.registry import Registry, tool_spec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -14,7 +14,7 @@ from tests.handlers.resourced import EVENTS, Ledger, Pool, balance, pool_name
 from worker import ResourceError, resource, tool
 from worker.cli import main
 from worker.daemon import Worker
-from worker.registry import Registry, tool_spec
+from worker.handlers.registry import Registry, tool_spec
 from worker.testing import ToolWorker, call_tool, run_tools
 
 if TYPE_CHECKING:

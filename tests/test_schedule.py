@@ -7,9 +7,9 @@ import anyio.lowlevel
 import pytest
 
 from tests.conftest import make_settings
-from worker.budget import Lane
+from worker.api.budget import Lane
 from worker.models import RunStatus
-from worker.schedule import WARM_S, Pace, ThreadState, Timeline
+from worker.rounds.schedule import WARM_S, Pace, ThreadState, Timeline
 
 
 def watch_settings(**overrides: object):

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from worker import ToolArgumentsError
-from worker.schema import Signature, read_signature
+from worker.handlers.schema import Signature, read_signature
 
 # What strict mode (OpenAI structured outputs) accepts in a schema node.
 STRICT_KEYWORDS = {

@@ -9,11 +9,12 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.config import Secret, ServerSettings
+from worker.config.secret import Secret
+from worker.config.settings import ServerSettings
 from worker.errors import WatchLimitReached
-from worker.intake import Refusals
-from worker.metrics import INTAKE_REFUSALS, Metrics
-from worker.server import FailureThrottle, Server
+from worker.observability.metrics import INTAKE_REFUSALS, Metrics
+from worker.service.intake import Refusals
+from worker.service.server import FailureThrottle, Server
 from worker.testing import capture_logs
 
 if TYPE_CHECKING:

@@ -11,15 +11,16 @@ import pytest
 
 from tests.conftest import ServedApp, make_settings, wait_for
 from tests.e2e.conftest import calls, start_runs
-from worker.budget import RequestBudget
-from worker.config import Secret, ServerSettings
+from worker.api.budget import RequestBudget
+from worker.config.secret import Secret
+from worker.config.settings import ServerSettings
 from worker.daemon import Worker
-from worker.metrics import Metrics
+from worker.handlers.registry import Registry
 from worker.models import CallOutcome, Round, ToolCall, ToolOutput
-from worker.registry import Registry
-from worker.server import Server
+from worker.observability.metrics import Metrics
+from worker.service.server import Server
+from worker.service.status import StatusBoard, StatusSources, render_status
 from worker.simulator import Simulator
-from worker.status import StatusBoard, StatusSources, render_status
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

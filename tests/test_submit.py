@@ -9,14 +9,15 @@ import pytest
 
 from tests.conftest import first_submit_fault, wait_for
 from tests.e2e.conftest import calls
-from worker.backends import build_profile
-from worker.budget import RetryPolicy
-from worker.client import ApiClient
-from worker.config import ApiSettings, Secret
-from worker.metrics import Metrics
+from worker.api.backends import build_profile
+from worker.api.client import ApiClient
+from worker.api.retry import RetryPolicy
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.models import CallOutcome, Round, Run, ToolOutput
+from worker.observability.metrics import Metrics
+from worker.rounds.submit import Submitter
 from worker.simulator import FaultRule, Simulator
-from worker.submit import Submitter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

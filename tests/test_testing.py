@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.handlers import options, sample
-from worker.config import ToolsSettings
+from worker.config.settings import ToolsSettings
 from worker.testing import ToolWorker, run_tools
 
 pytestmark = pytest.mark.e2e

@@ -20,12 +20,12 @@ from opentelemetry.trace import StatusCode
 
 from tests.conftest import make_settings
 from tests.e2e.conftest import calls, start_runs
-from worker.config import TracingSettings
+from worker.config.settings import TracingSettings
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
+from worker.observability.otel import OtelTracing
+from worker.observability.tracing import NO_TRACING, Attempts, open_tracing
 from worker.simulator import Simulator
-from worker.tracing import NO_TRACING, Attempts, open_tracing
-from worker.tracing.otel import OtelTracing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -210,9 +210,9 @@ class TestOff:
             assert anyio.run(lambda: run_demo(runs=2, seed=1, port=0))
             loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
             assert not loaded, loaded
-            from worker.config import TracingSettings
+            from worker.config.settings import TracingSettings
             from worker.errors import ConfigError
-            from worker.tracing import open_tracing
+            from worker.observability.tracing import open_tracing
             try:
                 open_tracing(TracingSettings(enabled=True))
             except ConfigError as exc:

@@ -2,8 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .context import ToolContext
-from .errors import (
+from worker.errors import (
     ApiConnectionError,
     ApiError,
     ApiStatusError,
@@ -20,8 +19,9 @@ from .errors import (
     ToolNotFound,
     WorkerError,
 )
-from .registry import tool
-from .resources import resource
+from worker.handlers.context import ToolContext
+from worker.handlers.registry import tool
+from worker.handlers.resources import resource
 
 __all__ = [
     "ApiConnectionError",

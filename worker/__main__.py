@@ -1,6 +1,6 @@
 """``python -m worker`` is the ``tool-worker`` command."""
 
-from .cli import main
+from worker.cli import main
 
 __all__: list[str] = []
 

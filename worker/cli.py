@@ -11,20 +11,24 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-from . import __version__
-from .assistants import sync_assistant
-from .backends import auth_hint, build_profile
-from .client import ApiClient
-from .config import Settings, api_key_source, load_config
-from .daemon import Worker
-from .errors import AuthError, ConfigError, NotFound, ResourceError, WorkerError
-from .logs import configure_logging
-from .metrics import Metrics
-from .registry import Registry
+from worker import __version__
+from worker.api.backends import auth_hint, build_profile
+from worker.api.client import ApiClient
+from worker.config.loading import api_key_source, load_config
+from worker.daemon import Worker
+from worker.errors import AuthError, ConfigError, NotFound, ResourceError, WorkerError
+from worker.handlers.assistant_sync import sync_assistant
+from worker.handlers.registry import Registry
+from worker.observability.logs import configure_logging
+from worker.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from worker.config.settings import Settings
 
 __all__ = ["main"]
 
@@ -268,7 +272,7 @@ def _tools_sync(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulator import Simulator
+    from worker.simulator import Simulator
 
     configure_logging(level="info")
     try:
@@ -291,7 +295,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from worker.demo import run_demo
 
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")

@@ -8,34 +8,34 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from .approvals import ApprovalPolicy
-from .backends import build_profile
-from .claims import open_claim_store
-from .client import ApiClient
-from .clock import ApiClock
-from .edges import start_edges
-from .health import Health
-from .metrics import Metrics
-from .models import Round
-from .poller import Poller
-from .probe import check_access
-from .redis_connect import replica_name
-from .resources import open_resources
-from .rounds import Pipeline
-from .scope import Scope
-from .shutdown import Shutdown
-from .status import StatusBoard
-from .tracing import open_tracing
+from worker.api.backends import build_profile
+from worker.api.client import ApiClient
+from worker.api.clock import ApiClock
+from worker.handlers.resources import open_resources
+from worker.models import Round
+from worker.observability.health import Health
+from worker.observability.metrics import Metrics
+from worker.observability.tracing import open_tracing
+from worker.rounds.approvals import ApprovalPolicy
+from worker.rounds.pipeline import Pipeline
+from worker.rounds.poller import Poller
+from worker.rounds.scope import Scope
+from worker.service.api_health import check_access
+from worker.service.claims import open_claim_store
+from worker.service.redis_connection import replica_name
+from worker.service.shutdown import Shutdown
+from worker.service.startup import start_edges
+from worker.service.status import StatusBoard
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .backends import BackendProfile
-    from .claims import ClaimStore
-    from .config import Settings
-    from .registry import Registry
-    from .server import Server
-    from .tracing import Tracing
+    from worker.api.backends import BackendProfile
+    from worker.config.settings import Settings
+    from worker.handlers.registry import Registry
+    from worker.observability.tracing import Tracing
+    from worker.service.claims import ClaimStore
+    from worker.service.server import Server
 
 __all__ = ["Worker"]
 

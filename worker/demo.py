@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from .config import Secret, Settings
-from .daemon import Worker
-from .registry import Registry
-from .simulator import Simulator, ToolCallScript
+from worker.config.secret import Secret
+from worker.config.settings import Settings
+from worker.daemon import Worker
+from worker.handlers.registry import Registry
+from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict
@@ -161,7 +162,7 @@ def _free_or_any(port: int) -> int:
 
 async def _linger(worker: Worker, port: int, linger_s: float) -> None:
     """Serve the finished worker's status page a while longer (the worker itself stopped)."""
-    from .server import Server
+    from worker.service.server import Server
 
     if worker.status is None:
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from .errors import InvalidId
+from worker.errors import InvalidId
 
 __all__ = ["MAX_ID_CHARS", "check_id", "is_valid_id", "path"]
 

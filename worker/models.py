@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .ids import check_id
+from worker.ids import check_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

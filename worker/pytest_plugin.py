@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .testing import ToolWorker
+from worker.testing import ToolWorker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping

@@ -14,15 +14,22 @@ import structlog
 import structlog.testing
 from structlog.contextvars import merge_contextvars
 
-from .config import ApiSettings, Secret, ServerSettings, Settings, ToolsSettings, WatchSettings
-from .context import ToolContext
-from .daemon import Worker
-from .dispatch import Dispatcher
-from .metrics import Metrics
-from .models import Round, ToolCall, ToolOutput
-from .registry import Registry, tool_spec
-from .resources import open_resources
-from .simulator import Simulator, ToolCallScript
+from worker.config.secret import Secret
+from worker.config.settings import (
+    ApiSettings,
+    ServerSettings,
+    Settings,
+    ToolsSettings,
+    WatchSettings,
+)
+from worker.daemon import Worker
+from worker.handlers.context import ToolContext
+from worker.handlers.registry import Registry, tool_spec
+from worker.handlers.resources import open_resources
+from worker.models import Round, ToolCall, ToolOutput
+from worker.observability.metrics import Metrics
+from worker.rounds.dispatch import Dispatcher
+from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence

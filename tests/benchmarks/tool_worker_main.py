@@ -16,10 +16,10 @@ from pathlib import Path
 import anyio
 
 from tests.benchmarks.protocol import wait_for_go
-from worker.config import load_config
+from worker.config.loading import load_config
 from worker.daemon import Worker
-from worker.logs import configure_logging
-from worker.registry import Registry
+from worker.handlers.registry import Registry
+from worker.observability.logs import configure_logging
 
 __all__ = ["main"]
 

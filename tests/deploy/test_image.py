@@ -19,7 +19,7 @@ import pytest
 
 from tests.deploy.live import LOOPBACK, free_port, get, wait_for
 from tests.redis_server import RedisServer
-from worker.config import ServerSettings, ShutdownSettings
+from worker.config.settings import ServerSettings, ShutdownSettings
 from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:

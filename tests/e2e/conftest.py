@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.redis_server import RedisServer
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:

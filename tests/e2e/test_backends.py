@@ -11,11 +11,11 @@ import pytest
 
 from tests.conftest import make_settings, wait_for
 from tests.e2e.conftest import assert_each_round_submitted_once, calls, start_runs
-from worker.backends import build_profile
-from worker.config import Secret
+from worker.api.backends import build_profile
+from worker.config.secret import Secret
 from worker.daemon import Worker
 from worker.errors import ConfigError
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 from worker.simulator import Simulator
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ from tests.conftest import make_settings, wait_for
 from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
 from tests.e2e.gateway import GARBLES, Gateway
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 from worker.simulator import Simulator
 from worker.testing import capture_logs
 

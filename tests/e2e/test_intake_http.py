@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import make_settings, wait_for
 from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 from worker.simulator import Simulator
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ServedApp, make_settings, wait_for
 from tests.e2e.conftest import calls, start_runs
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 
 if TYPE_CHECKING:
     from worker.simulator import Simulator

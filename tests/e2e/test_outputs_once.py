@@ -21,8 +21,8 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.proxy import Act, Proxy, endpoint_of
 from tests.handlers import counted
-from worker.claims import RedisClaims
 from worker.models import CallOutcome, Round, Run, ToolOutput
+from worker.service.claims import RedisClaims
 from worker.simulator import QUIRKS, Simulator
 from worker.testing import capture_logs
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.redis_server import free_port
 from worker.daemon import Worker
-from worker.registry import Registry
+from worker.handlers.registry import Registry
 from worker.testing import capture_logs
 
 if TYPE_CHECKING:

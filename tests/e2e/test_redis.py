@@ -9,15 +9,15 @@ import pytest
 
 from tests.conftest import make_settings, wait_for
 from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
-from worker.claims import RedisClaims
-from worker.config import IntakeSettings
+from worker.config.settings import IntakeSettings
 from worker.daemon import Worker
 from worker.errors import CoordinationError, WatchLimitReached
-from worker.intake import RedisIntake, enqueue
-from worker.metrics import Metrics
+from worker.handlers.registry import Registry
 from worker.models import Round, ToolCall
-from worker.redis_connect import connect_redis
-from worker.registry import Registry
+from worker.observability.metrics import Metrics
+from worker.service.claims import RedisClaims
+from worker.service.intake import RedisIntake, enqueue
+from worker.service.redis_connection import connect_redis
 from worker.simulator import Simulator
 from worker.testing import capture_logs
 

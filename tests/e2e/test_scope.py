@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.e2e.conftest import calls, make_worker
-from worker.scope import unknown_policy
+from worker.rounds.scope import unknown_policy
 from worker.simulator import Simulator
 from worker.testing import capture_logs
 

@@ -1,4 +1,7 @@
-"""A fake of the Assistants API (v2) on aiohttp.web; independent of the rest of `worker`."""
+"""A fake of the Assistants API (v2) on aiohttp.web, independent of the rest of `worker`.
+
+It may import nothing of worker but itself: it is the second implementation the tests trust.
+"""
 
 from worker.simulator.faults import FaultPlan, FaultRule
 from worker.simulator.quirks import POLL_HINTS, QUIRKS

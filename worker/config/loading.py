@@ -1,0 +1,240 @@
+"""load_config: the TOML file, ``TOOL_WORKER__SECTION__KEY`` overrides and secret files, as Settings.
+
+The sections themselves are ``worker.config.settings``; they are re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from worker.config.secret import Secret
+from worker.config.settings import (
+    ApiSettings,
+    ApprovalRule,
+    ApprovalsSettings,
+    CoordinationSettings,
+    IntakeSettings,
+    LoggingSettings,
+    ServerSettings,
+    Settings,
+    ShutdownSettings,
+    ToolsSettings,
+    TracingSettings,
+    WatchSettings,
+)
+from worker.errors import ConfigError, InvalidId
+from worker.ids import MAX_ID_CHARS, is_valid_id
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ApiSettings",
+    "ApprovalRule",
+    "ApprovalsSettings",
+    "CoordinationSettings",
+    "IntakeSettings",
+    "LoggingSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "ShutdownSettings",
+    "ToolsSettings",
+    "TracingSettings",
+    "WatchSettings",
+    "api_key_source",
+    "load_config",
+]
+
+ENV_PREFIX = "TOOL_WORKER__"
+API_KEY_ENV = "OPENAI_API_KEY"
+AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
+WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
+# Keys whose environment values are taken verbatim: a token of digits stays a string.
+_SECRET_ENV_KEYS = frozenset({"watch_token"})
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_api_key: bool = True,
+) -> Settings:
+    """Read the TOML file (if any), apply environment overrides and find the API key.
+
+    Raises:
+        ConfigError: naming the file and key of the first problem.
+    """
+    env = os.environ if environ is None else environ
+    source = str(path) if path is not None else "defaults"
+    data = _read_toml(Path(path)) if path is not None else {}
+    _refuse_inline_secrets(data, source, in_file=True)
+    _apply_env_overrides(data, env)
+    _refuse_inline_secrets(data, source, in_file=False)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source) from None
+    _check_backend(settings, source)
+    _check_threads(settings, source)
+    settings = _read_watch_token_file(settings, source)
+    key = _find_api_key(settings.api, env)
+    needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
+    if require_api_key and needs_key and key is None:
+        env_names = (f"{AZURE_API_KEY_ENV} (or {API_KEY_ENV})"
+                     if settings.api.backend == "azure" else API_KEY_ENV)
+        raise ConfigError(
+            f"no API key: set {env_names} or point [api] api_key_file at a file holding it",
+            source=source,
+            key="api.api_key_file",
+        )
+    return settings.model_copy(update={"api_key": key})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError("file not found; pass an existing --config FILE", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``TOOL_WORKER__WATCH__THREADS='["thread_a"]'`` sets ``[watch] threads``."""
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                "environment overrides look like TOOL_WORKER__SECTION__KEY", source=name
+            )
+        section, key = parts
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError("is not a section", source=name, key=section)
+        table[key] = raw if key in _SECRET_ENV_KEYS else _parse_env_value(raw)
+
+
+def _parse_env_value(raw: str) -> Any:
+    # A TOML literal ("5", "true", '["a", "b"]') keeps its type; anything else is a string.
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _find_api_key(api: ApiSettings, env: Mapping[str, str]) -> Secret | None:
+    if api.api_key_file is not None:
+        try:
+            value = api.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the API key file {api.api_key_file}: {exc.strerror}",
+                key="api.api_key_file",
+            ) from None
+        if not value:
+            raise ConfigError(f"the API key file {api.api_key_file} is empty", key="api.api_key_file")
+        return Secret(value)
+    names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return Secret(value)
+    return None
+
+
+def _refuse_inline_secrets(data: dict[str, Any], source: str, *, in_file: bool) -> None:
+    """Keys and tokens never live in the file: say where they go instead of "unknown key"."""
+    api = data.get("api")
+    for key, present in (("api_key", "api_key" in data),
+                         ("api.api_key", isinstance(api, dict) and "api_key" in api)):
+        if present:
+            raise ConfigError(
+                f"the API key is never read from the configuration: set {API_KEY_ENV} "
+                f"(backend \"openai\") or {AZURE_API_KEY_ENV} (backend \"azure\" with "
+                "azure_auth = \"api_key\") in the environment, or point [api] api_key_file "
+                "at a file that holds only the key",
+                source=source, key=key,
+            )
+    server = data.get("server")
+    if in_file and isinstance(server, dict) and "watch_token" in server:
+        raise ConfigError(
+            f"the watch token is never read from the file: set {WATCH_TOKEN_ENV} in the "
+            "environment, or point [server] watch_token_file at a file that holds only the token",
+            source=source, key="server.watch_token",
+        )
+
+
+def _read_watch_token_file(settings: Settings, source: str) -> Settings:
+    server = settings.server
+    if server.watch_token_file is None:
+        return settings
+    if server.watch_token is not None:
+        raise ConfigError(f"set {WATCH_TOKEN_ENV} or watch_token_file, not both",
+                          source=source, key="server.watch_token_file")
+    try:
+        value = server.watch_token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {server.watch_token_file}: {exc.strerror}",
+                          source=source, key="server.watch_token_file") from None
+    if not value:
+        raise ConfigError(f"{server.watch_token_file} is empty",
+                          source=source, key="server.watch_token_file")
+    token = server.model_copy(update={"watch_token": Secret(value)})
+    return settings.model_copy(update={"server": token})
+
+
+def _check_threads(settings: Settings, source: str) -> None:
+    for key, what in (("threads", "thread id"), ("assistants", "assistant id")):
+        for index, object_id in enumerate(getattr(settings.watch, key)):
+            if not is_valid_id(object_id):
+                problem = InvalidId(what, object_id, max_chars=MAX_ID_CHARS)
+                raise ConfigError(str(problem), source=source, key=f"watch.{key}[{index}]")
+
+
+def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """Where the credentials come from, as ``check-config`` reports it."""
+    api, env = settings.api, os.environ if environ is None else environ
+    if api.backend == "azure" and api.azure_auth == "entra":
+        return "Microsoft Entra ID (DefaultAzureCredential)"
+    if api.api_key_file is not None:
+        return str(api.api_key_file)
+    names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
+    return next((name for name in names if env.get(name, "").strip()), " or ".join(names))
+
+
+def _check_backend(settings: Settings, source: str) -> None:
+    if settings.watch.discover and settings.api.backend != "azure":
+        raise ConfigError(
+            "the OpenAI API cannot list threads, so discover needs backend = \"azure\"; "
+            "name the threads in [watch] threads instead",
+            source=source,
+            key="watch.discover",
+        )
+    if settings.approvals.rules and settings.api.backend != "azure":
+        raise ConfigError(
+            "only Azure's agents service asks for tool approvals, so [approvals] rules need "
+            "backend = \"azure\"; remove them for the OpenAI API",
+            source=source,
+            key="approvals.rules",
+        )
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    location = first["loc"]
+    key = ".".join(str(part) for part in location)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; see config.example.toml for the keys that exist"
+    return ConfigError(message, source=source, key=key)

@@ -1,0 +1,100 @@
+"""Health: the stages report what they see; readiness and liveness are read from it.
+
+Ready means the API answered recently, every configured dependency answers, and the worker
+is not draining. Live means the poll loop still turns. Both are read by ``/readyz`` and
+``/healthz`` and by the ``toolworker_ready`` gauge, from the server's thread too, so the clock
+here is ``time.monotonic()``, not the event loop's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import AuthError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.errors import ApiError
+
+__all__ = ["Health"]
+
+
+class Health:
+    """What the worker knows of its own health, reported by the stages as it happens."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 30.0,
+        stall_s: float = 25.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``window_s``: how recent an answer from the API must be; ``stall_s``: the loop."""
+        self.window_s = window_s
+        self.stall_s = stall_s
+        self._clock = clock
+        self._started = clock()
+        self._answered: float | None = None
+        self._heartbeat = clock()
+        self._last_error: str | None = None
+        self._auth_refused = False
+        self._dependencies: dict[str, str | None] = {}
+        self.draining = False
+
+    @classmethod
+    def for_interval(cls, idle_poll_interval_s: float) -> Health:
+        """Windows that fit a poll loop waking at least every ``idle_poll_interval_s``."""
+        return cls(window_s=max(3 * idle_poll_interval_s, 30.0),
+                   stall_s=3 * idle_poll_interval_s + 10)
+
+    def api_answered(self) -> None:
+        """The API answered a request (any answer that is not a refusal of the key or a 5xx)."""
+        self._answered = self._clock()
+        self._auth_refused = False
+
+    def api_failed(self, error: ApiError) -> None:
+        """A request failed; the error's text (never a secret) becomes the reason shown."""
+        self._last_error = str(error)
+        if isinstance(error, AuthError):
+            self._auth_refused = True
+
+    def heartbeat(self) -> None:
+        """The poll loop turned."""
+        self._heartbeat = self._clock()
+
+    def dependency(self, name: str, error: str | None) -> None:
+        """A configured dependency (Redis for claims or intake) answered, or failed with error."""
+        self._dependencies[name] = error
+
+    def since_answer_s(self) -> float:
+        """Seconds since the API last answered (since start when it never has)."""
+        return self._clock() - (self._answered if self._answered is not None else self._started)
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, reasons): alive unless the poll loop stopped turning."""
+        stalled_s = self._clock() - self._heartbeat
+        if stalled_s > self.stall_s:
+            return False, {"reason": "the poll loop is stuck", "stalled_s": round(stalled_s, 1)}
+        return True, {}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, reasons): the reasons explain the answer to whoever reads /readyz."""
+        alive, reasons = self.liveness()
+        if not alive:
+            return False, reasons
+        silent_s = self.since_answer_s()
+        facts: dict[str, Any] = {"since_api_answer_s": round(silent_s, 1)}
+        if self._auth_refused:
+            return False, {"reason": "the API refuses the key", "error": self._last_error, **facts}
+        if silent_s > self.window_s:
+            return False, {"reason": "the API has not answered recently",
+                           "error": self._last_error, **facts}
+        failing = {name: error for name, error in self._dependencies.items() if error}
+        if failing:
+            return False, {"reason": "a dependency does not answer", "dependencies": failing,
+                           **facts}
+        if self.draining:
+            return False, {"reason": "draining for shutdown", **facts}
+        return True, facts

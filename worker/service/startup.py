@@ -1,0 +1,56 @@
+"""The worker's edges: its HTTP server, the signal handler, health upkeep and the Redis intake."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from worker.service.api_health import keep_health
+from worker.service.intake import RedisIntake
+from worker.service.redis_connection import replica_name
+from worker.service.server import Server
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    import anyio.abc
+
+    from worker.api.client import ApiClient
+    from worker.api.clock import ApiClock
+    from worker.config.settings import Settings
+    from worker.observability.health import Health
+    from worker.observability.metrics import Metrics
+    from worker.service.claims import ClaimStore
+    from worker.service.intake import Watch
+
+__all__ = ["start_edges"]
+
+
+async def start_edges(
+    tg: anyio.abc.TaskGroup,
+    settings: Settings,
+    *,
+    metrics: Metrics,
+    health: Health,
+    clock: ApiClock,
+    client: ApiClient,
+    claims: ClaimStore,
+    watch: Watch,
+    status: Callable[[], dict[str, Any]] | None,
+    watch_signals: Callable[..., Any],
+) -> Server | None:
+    """Start every edge the settings ask for in ``tg``; returns the server, once it listens."""
+    server = None
+    if settings.server.enabled:
+        server = Server(settings.server, metrics, health.readiness, liveness=health.liveness,
+                        watch=watch, status=status)
+        await tg.start(server.serve)
+    await tg.start(watch_signals)
+    tg.start_soon(keep_health, client, settings.watch, health, claims, clock)
+    if settings.intake.redis_stream:
+        tg.start_soon(RedisIntake.from_settings(
+            settings.intake, watch=watch, consumer=replica_name(), metrics=metrics,
+            report=functools.partial(health.dependency, "intake"),
+        ).run)
+    return server
