@@ -12,6 +12,7 @@
     │       ├── AuthError        401/403: the key is missing, wrong or lacks access
     │       ├── RateLimited      429: slow down, honour ``retry_after_s``
     │       ├── NotFound         404: the thread or run does not exist (for this key)
+    │       ├── Redirected       3xx: the API points elsewhere; never followed, fix base_url
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
     ├── ResourceError            a ``@resource`` failed to start; the worker does not start
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidId",
     "NotFound",
     "RateLimited",
+    "Redirected",
     "ResourceError",
     "RunNotActionable",
     "ToolArgumentsError",
@@ -82,6 +84,7 @@ class ApiErrorKind(enum.StrEnum):
     DNS = "dns"
     TLS = "tls"
     BAD_ANSWER = "bad_answer"
+    REDIRECT = "redirect"
 
 
 class ApiError(WorkerError):
@@ -195,6 +198,22 @@ class NotFound(ApiStatusError):
     """The thread, run or assistant does not exist, or the key cannot see it."""
 
     kind = ApiErrorKind.NOT_FOUND
+
+
+class Redirected(ApiStatusError):
+    """The API answered 3xx: never followed, since that would send the key and the outputs to
+    wherever ``location`` points. Lasting: the same request meets the same redirect."""
+
+    kind = ApiErrorKind.REDIRECT
+    lasting = True
+
+    def __init__(self, status: int, endpoint: str, location: str | None) -> None:
+        self.location = location
+        where = repr(location[:200]) if location else "nowhere (no Location header)"
+        super().__init__(
+            status, endpoint, f"the API redirects to {where}, which is never followed: set "
+            "[api] base_url to the address that answers (no credential was sent there)",
+        )
 
 
 class RunNotActionable(ApiStatusError):

@@ -3,7 +3,10 @@
 Every request the worker makes passes here: it pays for itself from the request budget, is
 retried by the retry policy, has its answer read within ``max_response_bytes``, and fails
 only as an ``ApiError``, counted by kind. Answers report to ``health`` and their ``Date`` to
-``clock``.
+``clock``. Redirects are never followed (``allow_redirects=False`` on every request): a 3xx
+would carry the key (``api-key`` survives aiohttp's cross-origin redirects), the
+``OpenAI-Organization``/``OpenAI-Project`` headers and the tool outputs to wherever it points;
+it is a ``Redirected`` error naming the location instead.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from worker.errors import (
     ApiTimeout,
     BadAnswer,
     NotFound,
+    Redirected,
     RunNotActionable,
 )
 
@@ -216,6 +220,7 @@ class Transport:
                     timeout=aiohttp.ClientTimeout(
                         total=timeout_s, connect=self._settings.connect_timeout_s
                     ),
+                    allow_redirects=False,
                 ) as response:
                     status = f"{response.status // 100}xx"
                     return await self.answer(endpoint, response)
@@ -231,6 +236,8 @@ class Transport:
         """The answer of a response: its JSON object and hint, or the ApiError it means."""
         if self._clock is not None:
             self._clock.observe(response.headers.get("Date"), time.time())
+        if 300 <= response.status < 400:
+            raise Redirected(response.status, endpoint, response.headers.get("Location"))
         payload = await read_capped(endpoint, response, self._settings.max_response_bytes)
         if response.status >= 400:
             error = status_error(endpoint, response, payload)
@@ -241,8 +248,6 @@ class Transport:
         if self._health is not None:
             self._health.api_answered()
         return Answer(data, poll_hint(response.headers))
-
-
 
     @asynccontextmanager
     async def open_stream(
@@ -265,6 +270,7 @@ class Transport:
                 async with self._streams.post(
                     self._profile.url(path), params=self._profile.query(),
                     headers=await self._profile.headers(), json=body, timeout=timeout,
+                    allow_redirects=False,
                 ) as response:
                     status = f"{response.status // 100}xx"
                     yield response
