@@ -50,7 +50,8 @@ def test_each_package_says_what_it_holds(package: str) -> None:
     """A package's docstring tells a reader what lives there and what it may import."""
     tree = ast.parse((WORKER / package / "__init__.py").read_text(encoding="utf-8"))
     docstring = ast.get_docstring(tree)
-    assert docstring is not None and "import" in docstring.lower()
+    assert docstring is not None
+    assert "import" in docstring.lower()
 
 
 def test_the_daemon_is_thin() -> None:
