@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
@@ -143,3 +144,24 @@ def test_run_without_a_key_says_where_to_put_one(capsys: pytest.CaptureFixture[s
     """`run` with no key exits 2 and names OPENAI_API_KEY."""
     assert main(["run"]) == 2
     assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+def test_a_busy_port_is_one_line_naming_the_setting_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run` on a port something else holds exits 2 with one line naming [server] port."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    with socket.socket() as holder, socket.socket() as closed:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        config = tmp_path / "w.toml"
+        config.write_text(f'[api]\nbase_url = "http://127.0.0.1:{closed.getsockname()[1]}/v1"\n'
+                          f"[server]\nport = {holder.getsockname()[1]}\n")
+        assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("tool-worker: configuration error: server.port: cannot listen on")
+    assert "[server] port" in line
+    assert "Traceback" not in err
+    assert "ExceptionGroup" not in err

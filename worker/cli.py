@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the command, and return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        try:
+            return int(args.handler(args))
+        except BaseExceptionGroup as group:
+            # A task group wraps a start-up failure (a busy port, a refused key); the one
+            # error inside gets its one line and exit code, not a traceback of the group.
+            raise _sole_error(group) from None
     except ConfigError as exc:
         print(f"tool-worker: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -65,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         # A bug of ours: one line first, so the cause is readable, then the traceback.
         print(f"tool-worker: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one WorkerError or KeyboardInterrupt inside nested groups; else the group itself."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, WorkerError | KeyboardInterrupt) else group
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -124,7 +124,7 @@ class Worker:
         pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,
                                   self.clock, resources, scope=scope, tracing=self.tracing,
                                   board=self.status, approvals=approvals)
-        async with anyio.create_task_group() as tg:
+        async with send, receive, anyio.create_task_group() as tg:  # closed on a failed start too
             self.server = await start_edges(
                 tg, self.settings, metrics=self.metrics, health=self.health, clock=self.clock,
                 client=client, claims=claims, watch=poller.watch, status=self.status.snapshot,

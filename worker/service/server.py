@@ -17,7 +17,7 @@ import anyio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from worker.errors import InvalidId, WatchLimitReached
+from worker.errors import ConfigError, InvalidId, WatchLimitReached
 from worker.ids import MAX_ID_CHARS, is_valid_id
 from worker.service.intake import Refusals
 from worker.service.status import render_status
@@ -127,7 +127,13 @@ class Server:
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # in use, or an address this host does not have
+                raise ConfigError(
+                    f"cannot listen on {self._host}:{self._port} ({exc.strerror or exc}); "
+                    "set [server] port to a free one (0: any) or stop what holds it",
+                    key="server.port") from exc
             self.port = runner.addresses[0][1]
             task_status.started(self.port)
             while True:  # the summary of refused requests is written even when they stop
