@@ -210,3 +210,34 @@ async def test_the_worker_answers_a_run_enqueued_on_the_stream(redis_server: Red
             await wait_for(lambda: sim.run(runs[0])["status"] == "completed", what="the run")
             worker.stop()
         assert_each_round_submitted_once(sim, runs, [1])
+
+
+async def test_an_entry_whose_watch_raises_is_dropped_and_the_reader_goes_on(
+    redis_server: RedisServer,
+) -> None:
+    """Whatever one entry raises is counted as error, acknowledged and logged once; the next
+    entry is watched."""
+    seen: list[tuple[str, str | None]] = []
+
+    def brittle(thread_id: str, run_id: str | None) -> None:
+        if thread_id == "thread_boom":
+            raise RuntimeError("something nobody foresaw")
+        seen.append((thread_id, run_id))
+
+    settings = IntakeSettings(redis_stream=True, redis_url=redis_server.url, stream="s", group="g")
+    intake = RedisIntake(connect_redis(redis_server.url), settings, brittle, "one")
+    client = connect_redis(redis_server.url)
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            for _ in range(3):
+                await enqueue(client, "thread_boom", stream="s")
+            await client.xadd("s", {b"thread_id": b"thread_\xff"})
+            await enqueue(client, "thread_good", stream="s")
+            await wait_for(lambda: seen == [("thread_good", None)], what="the good entry")
+            tg.cancel_scope.cancel()
+    pending = await client.xpending("s", "g")
+    await client.aclose()
+    assert intake.refusals.total == {"error": 3, "undecodable": 1}
+    assert pending["pending"] == 0
+    assert len([e for e in logs if e["event"].startswith("an intake entry raised")]) == 1

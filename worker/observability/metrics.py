@@ -27,9 +27,10 @@ SUBMIT_OUTCOMES = tuple(outcome.value for outcome in SubmitOutcome)
 API_ERROR_KINDS = tuple(kind.value for kind in ApiErrorKind)
 APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # Why POST /v1/watch or the Redis stream refused a request: wrong token, a body that is not
-# {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, or an address
-# answered 429 after too many failures.
-INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled")
+# {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, an address
+# answered 429 after too many failures, bytes that are not UTF-8, or an entry that raised
+# something unforeseen (dropped, never fatal).
+INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error")
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")

@@ -121,6 +121,7 @@ class RedisIntake:
         self._report = report or (lambda _error: None)
         self.refusals = Refusals(metrics, "redis")
         self.handled = 0
+        self._traceback_at = -math.inf
 
     @classmethod
     def from_settings(
@@ -143,6 +144,13 @@ class RedisIntake:
                 except (RedisError, OSError) as exc:
                     log.warning("the intake stream is unavailable; retrying", error=str(exc))
                     self._report(f"the intake stream: {type(exc).__name__}: {exc}")
+                    await anyio.sleep(1.0)
+                except Exception as exc:  # noqa: BLE001 - the intake outlives any one answer
+                    # Entries are guarded one by one (_take_safely); this is the reader itself
+                    # meeting something unforeseen. Logged at a bounded rate, then read again.
+                    self._log_unexpected("the intake reader met an unexpected error; "
+                                         "reading on", exc)
+                    self._report(f"the intake stream: {type(exc).__name__}")
                     await anyio.sleep(1.0)
                 else:
                     self._report(None)
@@ -178,31 +186,95 @@ class RedisIntake:
             await self._handle(entries)
         self.refusals.flush()
 
-    async def _handle(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
+    async def _handle(self, entries: list[tuple[Any, Any]]) -> None:
         for entry_id, fields in entries:
-            data = {_text(k): _text(v) for k, v in (fields or {}).items()}
-            if self._take(_text(entry_id), data):
+            if self._take_safely(entry_id, fields):
                 await self._redis.xack(self._settings.stream, self._settings.group, entry_id)
+
+    def _take_safely(self, entry_id: Any, fields: Any) -> bool:
+        """``_take`` that no entry can break: whatever one raises drops it, counted, acknowledged.
+
+        Anyone who can XADD writes here; an entry that stopped the reader would stop every
+        replica in turn, as each took it over after ``claim_idle_s``.
+        """
+        entry = repr(entry_id)[:40]
+        try:
+            return self._take(entry, _decode(fields))
+        except _Unusable as exc:
+            self.refusals.refuse(exc.reason, str(exc), entry=entry)
+        except Exception as exc:  # noqa: BLE001 - one entry must never end the intake
+            self.refusals.refuse("error", f"{type(exc).__name__}: {str(exc)[:200]}", entry=entry)
+            self._log_unexpected("an intake entry raised; dropped and acknowledged", exc)
+        return True
+
+    def _log_unexpected(self, message: str, exc: Exception) -> None:
+        """A traceback, at most once per ``REFUSAL_LOG_INTERVAL_S`` (a stream of them is one)."""
+        now = time.monotonic()
+        if now - self._traceback_at >= REFUSAL_LOG_INTERVAL_S:
+            self._traceback_at = now
+            log.error(message, exc_info=exc)
 
     def _take(self, entry: str, data: dict[str, str]) -> bool:
         """Watch the entry's thread; False leaves the entry pending, to be taken over later."""
-        thread_id, run_id = data.get("thread_id", ""), data.get("run_id") or None
-        if not thread_id:
-            self.refusals.refuse("bad_request", "an entry without a thread_id", entry=entry)
-        elif not is_valid_id(thread_id) or (run_id is not None and not is_valid_id(run_id)):
+        thread_id, run_id = data["thread_id"], data.get("run_id") or None
+        if not is_valid_id(thread_id) or (run_id is not None and not is_valid_id(run_id)):
             # Dropped, not retried: no replica will ever accept it. repr() and the cut keep a
             # hostile value from forging log lines or filling them.
             self.refusals.refuse("bad_id", "an id no API issues; dropping the entry", entry=entry,
                                  thread_id=repr(thread_id)[:60], run_id=repr(run_id)[:60])
-        else:
-            try:
-                self._watch(thread_id, run_id)
-            except WatchLimitReached as exc:
-                # Left unacknowledged: after claim_idle_s this or another replica tries again.
-                self.refusals.refuse("full", str(exc), entry=entry)
-                return False
-            self.handled += 1
+            return True
+        try:
+            self._watch(thread_id, run_id)
+        except WatchLimitReached as exc:
+            # Left unacknowledged: after claim_idle_s this or another replica tries again.
+            self.refusals.refuse("full", str(exc), entry=entry)
+            return False
+        self.handled += 1
         return True
+
+
+class _Unusable(Exception):
+    """An entry that no replica could ever use; ``reason`` from ``metrics.INTAKE_REFUSALS``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+_FIELDS = frozenset({"thread_id", "run_id"})
+
+
+def _decode(fields: Any) -> dict[str, str]:
+    """An entry's fields as text: exactly a ``thread_id`` and an optional ``run_id``.
+
+    Unknown fields are refused rather than ignored, so a typo (``threadid``) or a foreign
+    producer on the stream shows in the refusal count instead of half-working.
+
+    Raises:
+        _Unusable: bytes that are not UTF-8 (undecodable), or fields other than those.
+    """
+    if not isinstance(fields, dict) or not fields:
+        raise _Unusable("bad_request", "an entry without fields (deleted, or not a watch request)")
+    try:
+        data = {_strict_text(k): _strict_text(v) for k, v in fields.items()}
+    except (UnicodeDecodeError, TypeError):
+        raise _Unusable("undecodable", "an entry whose fields are not UTF-8 text") from None
+    unknown = set(data) - _FIELDS
+    if unknown:
+        names = sorted(repr(name)[:40] for name in unknown)[:5]
+        raise _Unusable("bad_request", f"an entry with unknown fields {', '.join(names)}; "
+                        "only thread_id and run_id are read")
+    if not data.get("thread_id"):
+        raise _Unusable("bad_request", "an entry without a thread_id")
+    return data
+
+
+def _strict_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{type(value).__name__} is not text")
 
 
 def _text(value: Any) -> str:
