@@ -165,3 +165,16 @@ def test_a_busy_port_is_one_line_naming_the_setting_and_exit_2(
     assert "[server] port" in line
     assert "Traceback" not in err
     assert "ExceptionGroup" not in err
+
+
+def test_a_handler_with_an_unsupported_parameter_is_not_an_import_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tools list` says which tool and parameter to change; the module itself imported."""
+    config = tmp_path / "w.toml"
+    config.write_text('[tools]\nmodules = ["tests.handlers.callable_param"]\n')
+    assert main(["tools", "list", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "cannot import" not in err
+    assert "handler module 'tests.handlers.callable_param': tool 'apply': parameter 'fn'" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt  # noqa: TC003
 import enum
 import json
+from collections.abc import Callable  # noqa: TC003
 from pathlib import Path  # noqa: TC003
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from worker import ToolArgumentsError
+from worker.handlers.definition import SUPPORTED_TYPES, DefinitionError
 from worker.handlers.schema import Signature, read_signature
 
 # What strict mode (OpenAI structured outputs) accepts in a schema node.
@@ -330,3 +332,29 @@ def test_null_for_a_required_parameter_is_still_invalid() -> None:
     """Without a default, null is a validation error that names the parameter."""
     with pytest.raises(ToolArgumentsError, match="city: Input should be a valid string"):
         strict_signature(weather).parse('{"city": null, "unit": null, "days": null}')
+
+
+class _Opaque:
+    """A class pydantic has no schema for."""
+
+
+def test_an_unsupported_parameter_type_names_the_tool_the_parameter_and_the_choices() -> None:
+    """The message names tool, parameter and type, lists what works and drops pydantic's advice."""
+    def lookup(query: str, handle: _Opaque) -> str:
+        return query
+
+    with pytest.raises(DefinitionError) as caught:
+        read_signature(lookup, "lookup")
+    message = str(caught.value)
+    assert message.startswith("tool 'lookup': parameter 'handle' has type _Opaque")
+    assert SUPPORTED_TYPES in message
+    assert "arbitrary_types_allowed" not in message
+
+
+def test_a_callable_parameter_gets_the_same_kind_of_message() -> None:
+    """A Callable has no JSON form: the same message, not a raw PydanticInvalidForJsonSchema."""
+    def apply(x: int, fn: Callable[[int], int]) -> int:
+        return fn(x)
+
+    with pytest.raises(DefinitionError, match=r"^tool 'apply': parameter 'fn' has type Callable"):
+        read_signature(apply, "apply")

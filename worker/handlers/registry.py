@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from worker.errors import ConfigError, ToolNotFound
+from worker.handlers.definition import DefinitionError
 from worker.handlers.docstrings import parse_docstring
 from worker.handlers.resources import resource_closure
 from worker.handlers.schema import Signature, read_signature
@@ -100,7 +101,8 @@ def tool(
             The function must be defined at module level and cannot take a ``ToolContext``.
 
     Raises:
-        TypeError: the function cannot be a tool (its parameters, or ``process`` with it).
+        DefinitionError (a TypeError): the function cannot be a tool (its parameters, or
+            ``process`` with it).
         ValueError: an option is out of range.
     """
 
@@ -163,21 +165,21 @@ def _check_options(
 
 def _check_process(name: str, func: Callable[..., Any], signature: Signature, is_async: bool) -> None:
     if is_async:
-        raise TypeError(f"tool {name!r}: process=True runs sync functions; an async handler "
-                        "already runs on the event loop, so drop process=True")
+        raise DefinitionError(f"tool {name!r}: process=True runs sync functions; an async "
+                              "handler already runs on the event loop, so drop process=True")
     if signature.resources:
-        raise TypeError(
+        raise DefinitionError(
             f"tool {name!r}: process=True cannot pass resources to another process; remove "
             f"the parameter {signature.resources[0][0]!r} or drop process=True to run in a thread"
         )
     if signature.context_param is not None:
-        raise TypeError(
+        raise DefinitionError(
             f"tool {name!r}: process=True cannot pass a ToolContext to another process; remove "
             f"the parameter {signature.context_param!r} or drop process=True to run in a thread"
         )
     if "<locals>" in func.__qualname__:
-        raise TypeError(f"tool {name!r}: process=True needs a function defined at module level, "
-                        "so that the worker process can import it")
+        raise DefinitionError(f"tool {name!r}: process=True needs a function defined at module "
+                              "level, so that the worker process can import it")
 
 
 def tool_spec(fn: Callable[..., Any]) -> Tool | None:
@@ -278,6 +280,8 @@ class Registry:
 def _import(module_name: str, named_by: str, key: str | None) -> ModuleType:
     try:
         return importlib.import_module(module_name)
+    except DefinitionError as exc:  # the module imports; one of its handlers cannot be served
+        raise ConfigError(f"handler module {module_name!r}{named_by}: {exc}", key=key) from exc
     except Exception as exc:
         raise ConfigError(
             f"cannot import handler module {module_name!r}{named_by}: {type(exc).__name__}: {exc}",

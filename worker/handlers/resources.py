@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from worker.errors import ResourceError
+from worker.handlers.definition import DefinitionError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping
@@ -80,15 +81,15 @@ def resource(fn: F, /) -> F:
     existing = _declared.get(provides)
     origin = f"{fn.__module__}:{fn.__qualname__}"
     if existing is not None and existing.origin != origin:
-        raise TypeError(f"two resources provide {provides.__qualname__}: {existing.origin} and "
-                        f"{origin}; wrap one type in a class of its own")
+        raise DefinitionError(f"two resources provide {provides.__qualname__}: "
+                              f"{existing.origin} and {origin}; wrap one type in a class of its own")
     hints = typing.get_type_hints(fn)
     needs = []
     for param in inspect.signature(fn).parameters.values():
         wanted = hints.get(param.name)
         if wanted not in _declared:
-            raise TypeError(f"resource {fn.__name__!r}: parameter {param.name!r} must be "
-                            "annotated with the type of a resource declared before it")
+            raise DefinitionError(f"resource {fn.__name__!r}: parameter {param.name!r} must be "
+                                  "annotated with the type of a resource declared before it")
         needs.append((param.name, wanted))
     order = existing.order if existing is not None else next(_order)
     _declared[provides] = Resource(fn.__name__, provides, fn, tuple(needs), origin, order)
@@ -103,8 +104,8 @@ def _provided_type(fn: Callable[..., Any]) -> type[Any]:
     if origin in wrappers and args and isinstance(typing.get_origin(args[0]) or args[0], type):
         provided: type[Any] = args[0]
         return provided
-    raise TypeError(f"resource {fn.__name__!r} must be annotated as returning "
-                    "AsyncIterator[T] (an async generator) or AbstractAsyncContextManager[T]")
+    raise DefinitionError(f"resource {fn.__name__!r} must be annotated as returning "
+                          "AsyncIterator[T] (an async generator) or AbstractAsyncContextManager[T]")
 
 
 def declared_resource(annotation: object) -> Resource | None:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pydantic
+from pydantic.errors import PydanticInvalidForJsonSchema
 from pydantic.fields import FieldInfo
 
 from worker.errors import ToolArgumentsError
 from worker.handlers.context import ToolContext
+from worker.handlers.definition import SUPPORTED_TYPES, DefinitionError
 from worker.handlers.docstrings import parse_docstring
 from worker.handlers.resources import declared_resource
 from worker.handlers.strict import NotStrict, Schema, fill_defaults, strip_titles, to_strict
@@ -71,7 +73,11 @@ class Signature:
 def _arguments_model(
     tool: str, fields: dict[str, Any]
 ) -> tuple[type[pydantic.BaseModel], Schema]:
-    """The model that validates the arguments, and its JSON schema."""
+    """The model that validates the arguments, and its JSON schema.
+
+    Raises:
+        DefinitionError: a parameter's type has no JSON form; names the parameter.
+    """
     try:
         model = pydantic.create_model(
             f"{tool}_arguments",
@@ -79,12 +85,30 @@ def _arguments_model(
             **fields,
         )
         return model, model.model_json_schema()
-    except pydantic.PydanticSchemaGenerationError as exc:
-        raise TypeError(
-            f"tool {tool!r}: a parameter's type is neither JSON the model can send nor a "
-            f"declared @resource ({exc.message.splitlines()[0]}); if it is a resource, import "
-            "the module that declares it before this one"
-        ) from None
+    except (pydantic.PydanticSchemaGenerationError, PydanticInvalidForJsonSchema):
+        raise _unsupported(tool, fields) from None
+
+
+def _unsupported(tool: str, fields: dict[str, Any]) -> DefinitionError:
+    """The error naming the first parameter whose type the model cannot send as JSON."""
+    for name, (annotation, _default) in fields.items():
+        try:
+            pydantic.TypeAdapter(annotation).json_schema()
+        except (pydantic.PydanticSchemaGenerationError, PydanticInvalidForJsonSchema):
+            return DefinitionError(
+                f"tool {tool!r}: parameter {name!r} has type {_type_name(annotation)}, which "
+                f"the model cannot send as JSON; use one of: {SUPPORTED_TYPES}. If it is a "
+                "@resource, import the module that declares it before this one")
+    return DefinitionError(f"tool {tool!r}: the parameters have no JSON schema; use one of: "
+                           f"{SUPPORTED_TYPES}")
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 
 def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
@@ -101,7 +125,8 @@ def read_signature(fn: typing.Callable[..., Any], tool: str) -> Signature:
     resources: list[tuple[str, type[Any]]] = []
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            raise TypeError(f"tool {tool!r}: parameter {param.name!r} must be a named parameter")
+            raise DefinitionError(f"tool {tool!r}: parameter {param.name!r} must be a named "
+                                  "parameter")
         annotation = hints.get(param.name, Any)
         if annotation is ToolContext:
             context_param = param.name
