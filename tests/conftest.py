@@ -13,6 +13,7 @@ from worker.config.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
+    from pathlib import Path
 
 collect_ignore = ["typing"]
 
@@ -34,6 +35,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TOOL_WORKER__") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _private_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The watch store's default file goes to the test's own directory, never the checkout's."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
 
 
 @pytest.fixture(autouse=True)

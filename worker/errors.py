@@ -15,6 +15,7 @@
     │       ├── Redirected       3xx: the API points elsewhere; never followed, fix base_url
     │       └── RunNotActionable 400 on submit: the run no longer takes these outputs
     ├── CoordinationError        the coordination store (Redis) failed; rounds wait, none is lost
+    ├── WatchStoreError          the watch store (SQLite file, Redis) failed; nothing was committed
     ├── ResourceError            a ``@resource`` failed to start; the worker does not start
     ├── InvalidId                an id from outside is not shaped like one the API issues
     ├── WatchLimitReached        the worker already follows ``[watch] max_threads`` threads
@@ -52,6 +53,7 @@ __all__ = [
     "ToolError",
     "ToolNotFound",
     "WatchLimitReached",
+    "WatchStoreError",
     "WorkerError",
 ]
 
@@ -249,6 +251,15 @@ class CoordinationError(WorkerError):
             f"{operation}: the coordination store failed ({reason}); "
             "check [coordination] redis_url and that Redis is up"
         )
+
+
+class WatchStoreError(WorkerError):
+    """The watch store could not be read or written; what was asked was not committed."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"the watch store {where} failed ({reason})")
 
 
 class ResourceError(WorkerError):

@@ -91,6 +91,18 @@ class WatchSettings(_Section):
     discover_interval_s: float = Field(default=30.0, gt=0)
     # Answer only the runs of these assistants (all when empty); others are left alone.
     assistants: tuple[str, ...] = ()
+    # Where what is watched is kept (docs/scaling.md): "auto" is Redis with [coordination]
+    # backend = "redis" (shared by the replicas), else a SQLite file at state_path (default
+    # $STATE_DIRECTORY/watch.sqlite3 under systemd, else ./.tool-worker/watch.sqlite3);
+    # "memory" keeps nothing past the process (tests, the demo).
+    store: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+    state_path: Path | None = None
+    # A thread announced, taken from the intake or discovered, with no run seen for this long,
+    # is forgotten; threads listed above never are, nor a thread whose run is going on.
+    forget_after_s: float = Field(default=86_400.0, gt=0)
+    # How often the store is read for what other replicas added or forgot, idle entries are
+    # retired, and a Redis that came back empty is written back.
+    store_sync_interval_s: float = Field(default=2.0, gt=0)
 
 
 class ToolsSettings(_Section):
