@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
-from typing import TYPE_CHECKING
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.test_schema import assert_strict_mode
 from worker.cli import main
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def test_demo_processes_every_run_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,3 +178,47 @@ def test_a_handler_with_an_unsupported_parameter_is_not_an_import_failure(
     assert len(err.splitlines()) == 1
     assert "cannot import" not in err
     assert "handler module 'tests.handlers.callable_param': tool 'apply': parameter 'fn'" in err
+
+
+def test_the_console_script_imports_a_handler_package_from_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    """`tool-worker tools list` run in a project folder finds ./mypkg, as `python -m` would."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "tools.py").write_text(
+        'from worker import tool\n\n\n@tool\ndef greet(name: str) -> str:\n'
+        '    """Say hello."""\n    return f"hello {name}"\n')
+    (tmp_path / "w.toml").write_text('[tools]\nmodules = ["mypkg.tools"]\n')
+    script = Path(sys.executable).parent / "tool-worker"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(script), "tools", "list", "--config", "w.toml"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("greet  Say hello.")
+
+
+def test_a_missing_handler_package_names_pip_install_e_and_pythonpath(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """When the package itself is not found, the one line says how to make it importable."""
+    config = tmp_path / "w.toml"
+    config.write_text('[tools]\nmodules = ["nosuchpkg_0.tools"]\n')
+    assert main(["tools", "list", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "No module named 'nosuchpkg_0'" in err
+    assert "`pip install -e .`" in err
+    assert "PYTHONPATH" in err
+
+
+def test_the_ready_made_tools_old_module_name_still_works_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tools.builtin` in a config registers tool_worker_tools.builtin and says to rename it."""
+    config = tmp_path / "w.toml"
+    config.write_text('[tools]\nmodules = ["tools.builtin"]\n')
+    with pytest.warns(FutureWarning, match="'tools.builtin' is now 'tool_worker_tools.builtin'"):
+        assert main(["tools", "list", "--config", str(config)]) == 0
+    assert "calculate" in capsys.readouterr().out

@@ -26,7 +26,7 @@ def test_defaults_need_only_a_key() -> None:
     """With no file, the defaults hold and the key comes from OPENAI_API_KEY."""
     settings = load_config(environ=KEY)
     assert settings.api.base_url == "https://api.openai.com/v1"
-    assert settings.tools.modules == ("tools.builtin",)
+    assert settings.tools.modules == ("tool_worker_tools.builtin",)
     assert settings.server.port == 9464
     assert settings.api_key is not None
     assert settings.api_key.get() == "sk-test-1234567890"
@@ -40,14 +40,14 @@ base_url = "http://127.0.0.1:8080/v1"
 [watch]
 threads = ["thread_a", "thread_b"]
 [tools]
-modules = ["tools.builtin", "mypkg.tools"]
+modules = ["tool_worker_tools.builtin", "mypkg.tools"]
 [server]
 port = 9000
 """)
     settings = load_config(path, environ=KEY)
     assert settings.api.base_url == "http://127.0.0.1:8080/v1"
     assert settings.watch.threads == ("thread_a", "thread_b")
-    assert settings.tools.modules == ("tools.builtin", "mypkg.tools")
+    assert settings.tools.modules == ("tool_worker_tools.builtin", "mypkg.tools")
     assert settings.server.port == 9000
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,13 @@ def _length(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     start = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
     assert node.end_lineno is not None
     return node.end_lineno - start + 1
+
+
+def test_the_wheel_lists_every_package_and_installs_the_tools_under_their_own_name() -> None:
+    """pyproject's package list names each worker package; tools/ installs as
+    tool_worker_tools, never as a top-level ``tools`` that would shadow a user's own."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"]
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in WORKER.rglob("__init__.py")}
+    assert set(setuptools["packages"]) == {*found, "tool_worker_tools"}
+    assert setuptools["package-dir"] == {"tool_worker_tools": "tools"}

@@ -157,11 +157,6 @@ def test_the_handler_tests_pass_as_copied(tmp_path: Path) -> None:
     assert f"{tests} passed" in output, output
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="tool-worker puts the current folder on the import path (issue 24, point 3): "
-           "landing with the handler-import fixes",
-)
 @pytest.mark.parametrize("block", runnable("sh"), ids=lambda b: f"line{b.line}")
 def test_shell_blocks_run(block: Block, tmp_path: Path) -> None:
     """Each shell block runs with bash in the copied project and exits 0."""

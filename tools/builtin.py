@@ -1,6 +1,6 @@
 """Built-in tools: time, arithmetic, units and text, plus a few that exercise the worker itself.
 
-``[tools] modules = ["tools.builtin"]`` registers them all; each family lives in its own
+``[tools] modules = ["tool_worker_tools.builtin"]`` registers them all; each family lives in its own
 module (``tools.clock``, ``tools.calculator``, ``tools.units``, ``tools.text``,
 ``tools.diagnostics``), which can also be named alone.
 

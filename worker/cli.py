@@ -45,6 +45,7 @@ _THREAD_EXIT_GRACE_S = 1.0
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the command, and return the exit code."""
     args = _parser().parse_args(argv)
+    _search_current_directory()
     try:
         try:
             return int(args.handler(args))
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         # A bug of ours: one line first, so the cause is readable, then the traceback.
         print(f"tool-worker: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise
+
+
+def _search_current_directory() -> None:
+    """Put the current directory first on the import path, as ``python -m`` does.
+
+    A console script's path starts with its own bin folder instead, so ``[tools] modules =
+    ["mypkg.tools"]`` would not find ./mypkg when run from the project folder.
+    """
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

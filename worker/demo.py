@@ -125,7 +125,7 @@ async def run_demo(*, runs: int = 24, seed: int = 7, port: int = DEMO_PORT,
         structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, narrator,
     ])
     rng = random.Random(seed)  # noqa: S311 - a demo script, not cryptography
-    registry = Registry.from_modules(["tools.builtin"])
+    registry = Registry.from_modules(["tool_worker_tools.builtin"])
     async with Simulator(api_key=DEMO_KEY, thinking_s=0.4, seed=seed) as sim:
         threads, expected_rounds = _create_runs(sim, registry, rng, runs)
         print(f"tool-worker demo: {runs} runs, {expected_rounds} rounds, simulator at "

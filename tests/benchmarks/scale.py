@@ -48,7 +48,7 @@ active_poll_interval_s = {args.active_interval}
 idle_poll_interval_s = {args.idle_interval}
 max_concurrent_polls = 64
 [tools]
-modules = ["tools.builtin"]
+modules = ["tool_worker_tools.builtin"]
 [server]
 host = "127.0.0.1"
 port = {port}

@@ -25,7 +25,7 @@ def write_config(path: Path, sim: Simulator, threads: list[str], **sections: dic
     config: dict[str, dict[str, Any]] = {
         "api": {"base_url": sim.base_url, "max_requests_per_s": 0},
         "watch": {"threads": threads, "active_poll_interval_s": 0.05, "idle_poll_interval_s": 0.2},
-        "tools": {"modules": ["tests.handlers.sample", "tools.builtin"]},
+        "tools": {"modules": ["tests.handlers.sample", "tool_worker_tools.builtin"]},
         "server": {"enabled": False},
         "logging": {"format": "json"},
     }

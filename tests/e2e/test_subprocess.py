@@ -33,7 +33,7 @@ threads = {json.dumps(threads)}
 active_poll_interval_s = 0.05
 idle_poll_interval_s = 0.2
 [tools]
-modules = ["tests.handlers.sample", "tools.builtin"]
+modules = ["tests.handlers.sample", "tool_worker_tools.builtin"]
 [server]
 {server_toml or "enabled = false"}
 [logging]

@@ -1,8 +1,9 @@
-"""tools.builtin: the module named in the default config registers every family of tools."""
+"""tool_worker_tools.builtin: the module named in the default config registers every family of tools."""
 
 from __future__ import annotations
 
-from tools import builtin
+from tool_worker_tools import builtin
+
 from worker.testing import ToolWorker
 
 
@@ -16,6 +17,6 @@ def test_every_tool_is_exported_with_a_one_line_description() -> None:
 
 
 def test_the_module_registers_every_family() -> None:
-    """Naming tools.builtin registers the tools of every family module, and nothing else."""
-    registered = [spec.name for spec in ToolWorker(["tools.builtin"]).registry]
+    """Naming tool_worker_tools.builtin registers the tools of every family module, and nothing else."""
+    registered = [spec.name for spec in ToolWorker(["tool_worker_tools.builtin"]).registry]
     assert registered == builtin.__all__

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tool_worker_tools.calculator import calculate
 
-from tools.calculator import calculate
 from worker.testing import call_tool, fake_context
 
 from .helpers import error_text

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from tools.clock import current_time
+from tool_worker_tools.clock import current_time
 
 from .helpers import error_text, ok_json
 

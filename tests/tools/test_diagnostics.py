@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from tool_worker_tools.diagnostics import describe_call, echo, sleep
 
-from tools.diagnostics import describe_call, echo, sleep
 from worker.testing import call_tool, capture_logs, fake_context
 
 from .helpers import error_text, ok_json

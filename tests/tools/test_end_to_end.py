@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def tool_worker_handlers() -> list[str]:
-    return ["tools.builtin"]
+    return ["tool_worker_tools.builtin"]
 
 
 async def test_the_calls_of_a_round_are_answered_in_order(tool_worker: ToolWorker) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.text import random_number, word_count
+from tool_worker_tools.text import random_number, word_count
 
 from .helpers import error_text, ok_json
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from tool_worker_tools.units import unit_convert
 
-from tools.units import unit_convert
 from worker.testing import call_tool
 
 from .helpers import error_text, ok_json

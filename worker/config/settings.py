@@ -108,7 +108,7 @@ class WatchSettings(_Section):
 class ToolsSettings(_Section):
     """``[tools]``: handler modules and the limits every call runs under."""
 
-    modules: tuple[str, ...] = ("tools.builtin",)
+    modules: tuple[str, ...] = ("tool_worker_tools.builtin",)
     default_timeout_s: float = Field(default=60.0, gt=0)
     deadline_margin_s: float = Field(default=5.0, ge=0)
     max_threads: int = Field(default=32, ge=1)

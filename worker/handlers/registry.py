@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import inspect
 import re
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from worker.errors import ConfigError, ToolNotFound
 from worker.handlers.definition import DefinitionError
 from worker.handlers.docstrings import parse_docstring
+from worker.handlers.modules import import_handler_module
 from worker.handlers.resources import resource_closure
 from worker.handlers.schema import Signature, read_signature
 
@@ -206,7 +206,7 @@ class Registry:
         """
         registry = cls()
         for module_name in modules:
-            registry.add_module(_import(module_name, "", "tools.modules"))
+            registry.add_module(import_handler_module(module_name, "", "tools.modules"))
         return registry
 
     @classmethod
@@ -224,8 +224,8 @@ class Registry:
             if entry_point.attr:
                 raise ConfigError(f"{where} must name a module, like 'mypkg.tools', not "
                                   f"{entry_point.value!r}")
-            registry.add_module(_import(entry_point.module, f" named by {where}", None),
-                                found_in=where)
+            module = import_handler_module(entry_point.module, f" named by {where}", None)
+            registry.add_module(module, found_in=where)
         return registry
 
     def add_module(self, module: ModuleType, *, found_in: str = "") -> None:
@@ -275,18 +275,6 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._tools)
-
-
-def _import(module_name: str, named_by: str, key: str | None) -> ModuleType:
-    try:
-        return importlib.import_module(module_name)
-    except DefinitionError as exc:  # the module imports; one of its handlers cannot be served
-        raise ConfigError(f"handler module {module_name!r}{named_by}: {exc}", key=key) from exc
-    except Exception as exc:
-        raise ConfigError(
-            f"cannot import handler module {module_name!r}{named_by}: {type(exc).__name__}: {exc}",
-            key=key,
-        ) from exc
 
 
 def _describe(entry_point: importlib.metadata.EntryPoint) -> str:
