@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from worker.handlers.assistant_sync import sync_assistant
 from worker.handlers.registry import Registry
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
+from worker.observability.redaction import redact_text
+from worker.service.redis_connection import ping_redis
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -54,23 +57,31 @@ def main(argv: list[str] | None = None) -> int:
             # error inside gets its one line and exit code, not a traceback of the group.
             raise _sole_error(group) from None
     except ConfigError as exc:
-        print(f"tool-worker: configuration error: {exc}", file=sys.stderr)
+        _say(f"tool-worker: configuration error: {exc}")
         return EXIT_CONFIG
     except ResourceError as exc:
-        print(f"tool-worker: {exc}", file=sys.stderr)
+        _say(f"tool-worker: {exc}")
         return EXIT_CONFIG
     except AuthError as exc:
-        print(_auth_error_line(exc, getattr(args, "settings", None)), file=sys.stderr)
+        _say(_auth_error_line(exc, getattr(args, "settings", None)))
         return EXIT_AUTH
     except WorkerError as exc:
-        print(f"tool-worker: {exc}", file=sys.stderr)
+        _say(f"tool-worker: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        # A bug of ours: one line first, so the cause is readable, then the traceback.
-        print(f"tool-worker: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: said redacted, with its traceback
+        # A bug of ours: one line first, so the cause is readable, then the traceback
+        # (redacted too: a frame's text may hold a key).
+        _say(f"tool-worker: unexpected error: {type(exc).__name__}: {exc}")
+        _say(traceback.format_exc().rstrip())
+        return EXIT_FAILURE
+
+
+def _say(line: str) -> None:
+    """An exit message on stderr, through the same redaction as the logs: an API that refuses
+    the key may quote it, and the error carries the API's text."""
+    print(redact_text(line), file=sys.stderr)
 
 
 def _search_current_directory() -> None:
@@ -236,7 +247,19 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
     print(f"  server:  http://{settings.server.host}:{settings.server.port}"
           if settings.server.enabled else "  server:  disabled")
+    for key, url in _redis_urls(settings).items():
+        print(f"  redis:   {anyio.run(functools.partial(ping_redis, url, key=key))}")
     return EXIT_OK
+
+
+def _redis_urls(settings: Settings) -> dict[str, str]:
+    """The Redis URLs the worker will use, each once, by the key that names it."""
+    urls: dict[str, str] = {}
+    if settings.coordination.backend == "redis":
+        urls[settings.coordination.redis_url] = "coordination.redis_url"
+    if settings.intake.redis_stream:
+        urls.setdefault(settings.intake.redis_url, "intake.redis_url")
+    return {key: url for url, key in urls.items()}
 
 
 def _has_azure_identity() -> bool:
@@ -279,9 +302,8 @@ def _tools_sync(args: argparse.Namespace) -> int:
             try:
                 plan = await sync_assistant(client, args.assistant, registry, dry_run=args.dry_run)
             except NotFound:
-                print(f"tool-worker: assistant {args.assistant!r} not found at "
-                      f"{settings.api.base_url}; check the id and the key's project",
-                      file=sys.stderr)
+                _say(f"tool-worker: assistant {args.assistant!r} not found at "
+                     f"{settings.api.base_url}; check the id and the key's project")
                 return EXIT_FAILURE
         print("\n".join(plan.describe()))
         if plan.in_sync:

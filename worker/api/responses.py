@@ -27,6 +27,7 @@ from worker.errors import (
     RunNotActionable,
 )
 from worker.models import Run
+from worker.observability.redaction import redact_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -179,8 +180,10 @@ def decode(endpoint: str, payload: bytes) -> dict[str, Any]:
 def status_error(
     endpoint: str, response: aiohttp.ClientResponse, payload: bytes
 ) -> ApiStatusError:
-    """The ApiStatusError an error status means, with the API's own message."""
+    """The ApiStatusError an error status means, with the API's own message (redacted: an
+    API that refuses a key may quote it)."""
     message, code = _error_fields(payload)
+    message = redact_text(message)
     request_id = response.headers.get("x-request-id")
     status = response.status
     if status in (401, 403):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from worker.config.redis_url import parse_redis_url
 from worker.config.secret import Secret
 from worker.config.settings import (
     ApiSettings,
@@ -82,6 +83,7 @@ def load_config(
         raise _config_error(exc, source) from None
     _check_backend(settings, source)
     _check_threads(settings, source)
+    _check_redis_urls(settings, source)
     settings = _read_watch_token_file(settings, source)
     key = _find_api_key(settings.api, env)
     needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
@@ -200,6 +202,15 @@ def _check_threads(settings: Settings, source: str) -> None:
             if not is_valid_id(object_id):
                 problem = InvalidId(what, object_id, max_chars=MAX_ID_CHARS)
                 raise ConfigError(str(problem), source=source, key=f"watch.{key}[{index}]")
+
+
+def _check_redis_urls(settings: Settings, source: str) -> None:
+    for key, url in (("coordination.redis_url", settings.coordination.redis_url),
+                     ("intake.redis_url", settings.intake.redis_url)):
+        try:
+            parse_redis_url(url, key=key)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).removeprefix(f"{key}: "), source=source, key=key) from None
 
 
 def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None) -> str:

@@ -1,4 +1,10 @@
-"""Secret: a value that never shows itself in ``repr``, ``str``, logs or error messages."""
+"""Secret: a value that never shows itself in ``repr``, ``str``, logs or error messages.
+
+Every Secret made is remembered (``known_secrets``), so that the one redaction of every channel
+that leaves the process (``worker.observability.redaction``) knows each configured secret,
+the API key, the watch token, Redis passwords and any secret added later, without a list of
+them to keep up to date.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,15 @@ from pydantic_core import core_schema
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "known_secrets"]
+
+# Replaced, never changed in place: readers compare it by identity to see that it grew.
+_known: frozenset[str] = frozenset()
+
+
+def known_secrets() -> frozenset[str]:
+    """The value of every Secret made in this process (the same object until one is added)."""
+    return _known
 
 
 class Secret:
@@ -19,6 +33,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        _remember(value)
 
     def get(self) -> str:
         """The value itself: hand it only to what sends it (a header, a connection)."""
@@ -49,3 +64,9 @@ class Secret:
         if isinstance(value, str) and value:
             return cls(value)
         raise ValueError("must be a non-empty string")
+
+
+def _remember(value: str) -> None:
+    global _known
+    if value not in _known:
+        _known = _known | {value}

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.config.redis_url import parse_redis_url
 from worker.config.secret import Secret
+from worker.errors import ConfigError
 
 __all__ = [
     "ApiSettings",
@@ -223,7 +224,8 @@ class Settings(_Section):
                   self.server.watch_token.get() if self.server.watch_token else None]
         for url in (self.coordination.redis_url, self.intake.redis_url):
             try:
-                values.append(urlsplit(url).password)
-            except ValueError:  # not a URL at all: nothing in it to hide
+                password = parse_redis_url(url, key="redis_url").password
+            except ConfigError:  # not a URL at all: nothing in it to hide
                 continue
+            values.append(password.get() if password else None)
         return tuple(sorted({v for v in values if v}))

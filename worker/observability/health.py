@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import AuthError
+from worker.observability.redaction import redact_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,8 +56,9 @@ class Health:
         self._auth_refused = False
 
     def api_failed(self, error: ApiError) -> None:
-        """A request failed; the error's text (never a secret) becomes the reason shown."""
-        self._last_error = str(error)
+        """A request failed; the error's text, redacted, becomes the reason /readyz shows (an
+        API may echo the key in its refusal)."""
+        self._last_error = redact_text(str(error))
         if isinstance(error, AuthError):
             self._auth_refused = True
 
@@ -66,7 +68,7 @@ class Health:
 
     def dependency(self, name: str, error: str | None) -> None:
         """A configured dependency (Redis for claims or intake) answered, or failed with error."""
-        self._dependencies[name] = error
+        self._dependencies[name] = None if error is None else redact_text(error)
 
     def since_answer_s(self) -> float:
         """Seconds since the API last answered (since start when it never has)."""

@@ -7,11 +7,12 @@ too, and once more over the rendered line: nothing reaches stderr unredacted.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 import structlog
+
+from worker.observability.redaction import redact_literals, redact_text, remember_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, MutableMapping
@@ -21,42 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["configure_logging", "redact_secrets", "redact_text"]
 
 _SECRET_KEYS = frozenset({"api_key", "authorization", "password", "token", "secret", "api-key"})
-# Shapes of secrets, wherever they hide inside a message: bearer tokens, OpenAI-style keys,
-# Azure keys (32 hex digits on their own), and the password in a URL such as redis://:pw@host.
-_SHAPES = re.compile(
-    r"(?i)(bearer\s+)[^\s'\"]+"
-    r"|\bsk-[A-Za-z0-9_\-]{6,}"
-    r"|(?<![A-Za-z0-9_\-])[0-9a-f]{32}(?![A-Za-z0-9_\-])"
-    r"|(\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(@)"
-)
-# Values shorter than this are not hunted for literally: "a" would blank out every line.
-_MIN_LITERAL_CHARS = 6
 # Ids (thread_id, request_id...) may be bare hex: only configured literals are taken out.
 _ID_SUFFIX = "_id"
-
-_literals: re.Pattern[str] | None = None
-
-
-def _shape(match: re.Match[str]) -> str:
-    if match.group(2) is not None:  # user:password@ in a URL: keep the user and the host
-        return f"{match.group(2)}***{match.group(3)}"
-    return (match.group(1) or "") + "***"
-
-
-def redact_text(text: str) -> str:
-    """``text`` with every configured secret and every secret-shaped string as ``***``."""
-    if _literals is not None:
-        text = _literals.sub("***", text)
-    return _SHAPES.sub(_shape, text)
-
-
-def _redact_literals(text: str) -> str:
-    return text if _literals is None else _literals.sub("***", text)
 
 
 def _redact(value: Any, *, shapes: bool = True) -> Any:
     if isinstance(value, str):
-        return redact_text(value) if shapes else _redact_literals(value)
+        return redact_text(value) if shapes else redact_literals(value)
     if isinstance(value, dict):
         return {
             key: "***" if str(key).lower() in _SECRET_KEYS
@@ -87,13 +59,7 @@ class _RedactedOutput:
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
         rendered = self._renderer(logger, method, event_dict)
-        return _redact_literals(rendered) if isinstance(rendered, str) else rendered
-
-
-def _set_secrets(secrets: Iterable[str]) -> None:
-    global _literals
-    values = sorted({s for s in secrets if len(s) >= _MIN_LITERAL_CHARS}, key=len, reverse=True)
-    _literals = re.compile("|".join(map(re.escape, values))) if values else None
+        return redact_literals(rendered) if isinstance(rendered, str) else rendered
 
 
 def configure_logging(
@@ -102,11 +68,11 @@ def configure_logging(
     """Install the processor chain; ``json=None`` picks console output on a terminal.
 
     Args:
-        secrets: literal values never to write (the API key, the watch token, Redis
-            passwords: ``Settings.secret_values()``), besides the shapes always redacted.
-            They also apply to ``redact_text``, which error outputs for the model go through.
+        secrets: literal values never to write besides every ``Secret`` (which
+            ``worker.observability.redaction`` knows already) and the shapes always redacted.
+            They also apply to ``redact_text``, which every other channel goes through.
     """
-    _set_secrets(secrets)
+    remember_secrets(secrets)
     use_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Processor = (
         structlog.processors.JSONRenderer()
