@@ -213,3 +213,39 @@ def test_streams_and_connections_are_sized_apart(tmp_path):
     path.write_text("[api]\nmax_connections = 8\nmax_streams = 32\n")
     settings = load_config(path, environ={"OPENAI_API_KEY": "sk-x"})
     assert (settings.api.max_connections, settings.api.max_streams) == (8, 32)
+
+
+def test_a_bad_environment_variable_is_blamed_on_the_variable_not_the_file(tmp_path: Path) -> None:
+    """TOOL_WORKER__WATCH__THREAD (a typo) names the variable, and the key it meant."""
+    path = write(tmp_path, "[watch]\nthreads = []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={**KEY, "TOOL_WORKER__WATCH__THREAD": '["thread_a"]'})
+    message = str(info.value)
+    assert message.startswith("TOOL_WORKER__WATCH__THREAD: watch.thread: unknown key")
+    assert str(path) not in message
+    assert "did you mean 'threads'?" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[watch]\nthread = ['thread_a']\n", "watch.thread: unknown key (did you mean 'threads'?)"),
+        ("[wach]\nthreads = []\n", "wach: unknown key (did you mean 'watch'?)"),
+        ("[api]\nzzz = 1\n", "api.zzz: unknown key; `tool-worker check-config --example` prints"),
+    ],
+)
+def test_an_unknown_key_suggests_the_nearest_and_the_example_command(
+    tmp_path: Path, text: str, message: str,
+) -> None:
+    """A mistyped key gets a did-you-mean; the pointer is a command, not a file a wheel lacks."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=KEY)
+    assert message in str(info.value)
+    assert "config.example.toml" not in str(info.value)
+
+
+def test_a_string_where_a_list_belongs_says_a_list(tmp_path: Path) -> None:
+    """modules = "x" asks for a list (TOML has no tuples)."""
+    with pytest.raises(ConfigError, match=r"tools\.modules: should be a list") as info:
+        load_config(write(tmp_path, '[tools]\nmodules = "x"\n'), environ=KEY)
+    assert "tuple" not in str(info.value)

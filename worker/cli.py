@@ -176,7 +176,7 @@ def _add_simulate_options(simulate: argparse.ArgumentParser) -> None:
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", type=Path, default=None, metavar="FILE",
-                        help="TOML configuration (see config.example.toml)")
+                        help="TOML configuration (`tool-worker check-config --example` prints one)")
 
 
 def _load(args: argparse.Namespace, *, require_api_key: bool) -> tuple[Settings, Registry]:

@@ -5,8 +5,10 @@ The sections themselves are ``worker.config.settings``; they are re-exported her
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,8 @@ AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
 WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
 # Keys whose environment values are taken verbatim: a token of digits stays a string.
 _SECRET_ENV_KEYS = frozenset({"watch_token"})
+# Prints the example configuration, every key with its default (it ships with the package).
+EXAMPLE_COMMAND = "tool-worker check-config --example"
 
 
 def load_config(
@@ -75,12 +79,12 @@ def load_config(
     source = str(path) if path is not None else "defaults"
     data = _read_toml(Path(path)) if path is not None else {}
     _refuse_inline_secrets(data, source, in_file=True)
-    _apply_env_overrides(data, env)
+    from_env = _apply_env_overrides(data, env)
     _refuse_inline_secrets(data, source, in_file=False)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, source) from None
+        raise _config_error(exc, source, from_env) from None
     _check_backend(settings, source)
     _check_threads(settings, source)
     _check_redis_urls(settings, source)
@@ -110,8 +114,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
 
 
-def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    """``TOOL_WORKER__WATCH__THREADS='["thread_a"]'`` sets ``[watch] threads``."""
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """``TOOL_WORKER__WATCH__THREADS='["thread_a"]'`` sets ``[watch] threads``.
+
+    Returns the variable that set each (section, key), so an error is blamed on it.
+    """
+    from_env: dict[tuple[str, str], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -125,6 +133,8 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(table, dict):
             raise ConfigError("is not a section", source=name, key=section)
         table[key] = raw if key in _SECRET_ENV_KEYS else _parse_env_value(raw)
+        from_env[(section, key)] = name
+    return from_env
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -241,11 +251,39 @@ def _check_backend(settings: Settings, source: str) -> None:
         )
 
 
-def _config_error(exc: ValidationError, source: str) -> ConfigError:
+def _config_error(
+    exc: ValidationError, source: str, from_env: Mapping[tuple[str, str], str]
+) -> ConfigError:
+    """The first problem, blamed on the variable that set the key when one did."""
     first = exc.errors()[0]
     location = first["loc"]
     key = ".".join(str(part) for part in location)
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown key; see config.example.toml for the keys that exist"
-    return ConfigError(message, source=source, key=key)
+        message = f"unknown key{_did_you_mean(location)}; `{EXAMPLE_COMMAND}` prints every key"
+    elif first["type"] in ("tuple_type", "list_type"):
+        message = "should be a list, like [\"a\", \"b\"]"
+    elif "tuple" in message:
+        message = message.replace("tuple", "list")
+    variable = from_env.get((str(location[0]), str(location[1]))) if len(location) > 1 else None
+    if variable is None and location:
+        variable = next((name for (section, _), name in from_env.items()
+                         if section == location[0]), None) if len(location) == 1 else None
+    return ConfigError(message, source=variable or source, key=key)
+
+
+def _did_you_mean(location: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'threads'?)`` for the known key nearest a mistyped one, if any is near."""
+    model: Any = Settings
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue  # an item of a list of sections: the item's type was taken below
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+        args = [arg for arg in typing.get_args(model) if isinstance(arg, type)]
+        model = args[0] if args else model
+    names = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(str(location[-1]), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
