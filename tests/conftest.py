@@ -44,6 +44,17 @@ def _private_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 @pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Every Secret is redacted process-wide: one test's secrets must not redact the next's."""
+    yield
+    from worker.config.secret import forget_known_secrets
+    from worker.observability.redaction import remember_secrets
+
+    forget_known_secrets()
+    remember_secrets(())
+
+
+@pytest.fixture(autouse=True)
 def _quiet_logs() -> Iterator[None]:
     """Tests see log events through capture_logs; nothing is written to the terminal."""
     structlog.configure(

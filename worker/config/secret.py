@@ -15,7 +15,7 @@ from pydantic_core import core_schema
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
 
-__all__ = ["Secret", "known_secrets"]
+__all__ = ["Secret", "forget_known_secrets", "known_secrets"]
 
 # Replaced, never changed in place: readers compare it by identity to see that it grew.
 _known: frozenset[str] = frozenset()
@@ -24,6 +24,12 @@ _known: frozenset[str] = frozenset()
 def known_secrets() -> frozenset[str]:
     """The value of every Secret made in this process (the same object until one is added)."""
     return _known
+
+
+def forget_known_secrets() -> None:
+    """Forget every Secret made so far: for tests, whose secrets must not leak into the next."""
+    global _known
+    _known = frozenset()
 
 
 class Secret:
