@@ -33,3 +33,12 @@ def test_registries_are_independent() -> None:
         "toolworker_tool_calls_total", {"tool": "add", "outcome": "ok"}) == 1
     assert second.registry.get_sample_value(
         "toolworker_tool_calls_total", {"tool": "add", "outcome": "ok"}) is None
+
+
+def test_no_created_series_are_exported() -> None:
+    """Counters and histograms carry no `_created` timestamp series: nothing reads them."""
+    metrics = Metrics()
+    metrics.tool_calls.labels("add", "ok").inc()
+    text = metrics.exposition().decode()
+    assert "toolworker_tool_calls_total" in text
+    assert "_created" not in text

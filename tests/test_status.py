@@ -198,3 +198,24 @@ async def test_a_running_worker_shows_its_round_in_flight_then_done() -> None:
 
 async def _has(snapshot: Any, key: str) -> bool:
     return bool((await snapshot)[key])
+
+
+class TestWords:
+    async def test_a_round_whose_tool_raised_is_not_a_green_ok(self) -> None:
+        """Submitted, but a call failed: the row says which, and its badge is not green."""
+        status = board(set())
+        status.round_done(make_round("run_err"), [
+            ToolOutput("c", "ok", "add", CallOutcome.OK, 0.01),
+            ToolOutput("d", "boom", "charge", CallOutcome.ERROR, 0.02)], "ok")
+        snapshot = status.snapshot()
+        assert snapshot["recent_rounds"][0]["failed_calls"] == ["charge: error"]
+        recent = render_status(snapshot).split('id="recent"', 1)[1]
+        assert 'badge ok' not in recent
+        assert '<span class="badge bad">ok, 1 failed</span> <small>charge: error</small>' in recent
+
+    async def test_readiness_is_said_in_words(self) -> None:
+        """The page's readiness section shows no raw keys such as since_api_answer_s."""
+        page = render_status(board(set()).snapshot())
+        readiness = page.split("<h2>Readiness</h2>", 1)[1]
+        assert "since_api_answer_s" not in readiness
+        assert "<dt>the API last answered</dt><dd>0 s ago</dd>" in readiness

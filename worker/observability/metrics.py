@@ -12,6 +12,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -31,6 +32,11 @@ APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # answered 429 after too many failures, bytes that are not UTF-8, or an entry that raised
 # something unforeseen (dropped, never fatal).
 INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error")
+
+# No `*_created` series: a timestamp per counter and histogram series, which doubles what is
+# scraped and which no dashboard or alert reads (process_start_time_seconds says when it
+# started). prometheus_client's switch is process-wide; the worker owns its process.
+disable_created_metrics()
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")

@@ -57,6 +57,8 @@ class _Finished:
     outcome: str
     latency_s: float
     finished_at: float  # epoch seconds
+    # "tool: outcome" of each call that did not end ok: a submitted round can hold errors.
+    failed_calls: tuple[str, ...] = ()
 
 
 class _ToolStats:
@@ -101,9 +103,10 @@ class StatusBoard:
     def round_done(self, round_: Round, outputs: Sequence[ToolOutput], outcome: str) -> None:
         """A round left the worker: submitted, or given up (``outputs`` empty when none ran)."""
         self._rounds[outcome] += 1
+        failed = tuple(f"{o.tool}: {o.outcome.value}" for o in outputs if o.outcome.value != "ok")
         self._recent.appendleft(_Finished(
             round_.run_id, round_.thread_id, tuple(call.name for call in round_.tool_calls),
-            outcome, anyio.current_time() - round_.detected_at, time.time()))
+            outcome, anyio.current_time() - round_.detected_at, time.time(), failed))
         for output in outputs:
             stats = self._tools.get(output.tool) or self._tools.setdefault(output.tool,
                                                                            _ToolStats())
@@ -153,6 +156,7 @@ class StatusBoard:
             "thread_id": done.thread_id,
             "tools": list(done.tools),
             "outcome": done.outcome,
+            "failed_calls": list(done.failed_calls),
             "latency_ms": round(done.latency_s * 1000),
             "finished_at": datetime.fromtimestamp(done.finished_at, UTC).isoformat(
                 timespec="seconds"),
@@ -288,12 +292,21 @@ def _recent_table(rounds: list[dict[str, Any]]) -> str:
     rows = [
         f'<tr><td>{_e(r["finished_at"][11:19])}</td><td class="ids">{_e(r["run_id"])}</td>'
         f'<td>{_e(", ".join(r["tools"]))}</td><td class="num">{r["latency_ms"]} ms</td>'
-        f'<td><span class="badge {"ok" if r["outcome"] == "ok" else "bad"}">'
-        f'{_e(r["outcome"])}</span></td></tr>'
+        f"<td>{_round_outcome(r)}</td></tr>"
         for r in rounds
     ]
     return _table("Last rounds", ["finished", "run", "tools", "#latency", "outcome"], rows,
                   "no round yet", "recent")
+
+
+def _round_outcome(r: dict[str, Any]) -> str:
+    """Green only when the round was submitted and every tool answered ok."""
+    failed = r.get("failed_calls") or []
+    if r["outcome"] == "ok" and not failed:
+        return '<span class="badge ok">ok</span>'
+    label = r["outcome"] if not failed else f"{r['outcome']}, {len(failed)} failed"
+    detail = f' <small>{_e("; ".join(failed))}</small>' if failed else ""
+    return f'<span class="badge bad">{_e(label)}</span>{detail}'
 
 
 def _tools_table(tools: list[dict[str, Any]]) -> str:
@@ -309,8 +322,31 @@ def _tools_table(tools: list[dict[str, Any]]) -> str:
 
 
 def _readiness_list(reasons: dict[str, Any]) -> str:
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in reasons.items())
+    items = "".join(f"<dt>{_e(_READINESS_WORDS.get(k, k.replace('_', ' ')))}</dt>"
+                    f"<dd>{_e(_readiness_value(k, v))}</dd>" for k, v in reasons.items())
     return f"<h2>Readiness</h2><dl>{items}</dl>"
+
+
+# /readyz's keys, as the page says them.
+_READINESS_WORDS = {
+    "reason": "why not ready",
+    "since_api_answer_s": "the API last answered",
+    "api_answered": "the API has answered",
+    "error": "last API error",
+    "dependencies": "dependencies not answering",
+    "stalled_s": "the poll loop last turned",
+    "refused_threads": "threads whose key is refused",
+}
+
+
+def _readiness_value(key: str, value: Any) -> str:
+    if key in ("since_api_answer_s", "stalled_s") and isinstance(value, int | float):
+        return f"{value:.0f} s ago"
+    if isinstance(value, bool):
+        return "yes" if value else "not yet"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
 
 
 def _ms(value: float | None) -> str:
