@@ -36,7 +36,7 @@ INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undeco
 # No `*_created` series: a timestamp per counter and histogram series, which doubles what is
 # scraped and which no dashboard or alert reads (process_start_time_seconds says when it
 # started). prometheus_client's switch is process-wide; the worker owns its process.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")
