@@ -538,3 +538,14 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     security = _run(analyze, "security", "--offline=yes", "--threshold=20", "--no-pager",
                     str(unit), cwd=tmp_path)
     assert security.returncode == 0, security.stdout + security.stderr
+
+
+def test_systemd_unit_leaves_descriptors_for_the_default_pools_and_connection_cap() -> None:
+    """LimitNOFILE holds the API pools, Redis and [server] max_connections at their defaults,
+    so the connection cap is not lowered (issue #25: 1,100 idle connections under 1024)."""
+    from tests.conftest import make_settings
+    from worker.service.connections import connection_cap
+
+    limit = int(_service_key("LimitNOFILE"))
+    settings = make_settings(coordination={"backend": "redis"})
+    assert connection_cap(settings, soft_limit=limit) == settings.server.max_connections

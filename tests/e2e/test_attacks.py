@@ -6,15 +6,18 @@ an attacker would, and then shows the worker still answers rounds.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import anyio
 import pytest
 
 from tests.conftest import wait_for
 from tests.e2e.conftest import calls, start_runs
-from tests.e2e.process import SIM_KEY, Daemon, write_config
+from tests.e2e.process import ROOT, SIM_KEY, Daemon, command, environment, write_config
 from tests.redis_server import free_port
 from worker.service.redis_connection import connect_redis
 from worker.simulator import Simulator
@@ -104,3 +107,149 @@ async def test_poison_on_the_stream_leaves_three_replicas_answering(
     for _, reason in POISON:
         expected[reason] = expected.get(reason, 0) + 1
     assert {k: v for k, v in counted.items() if v} == expected
+
+
+# --- Connections: what a client may hold without a token ------------------------------------
+
+NOFILE = 256
+HOLDERS = 400  # more connections than the worker has file descriptors
+WATCH_TOKEN = "attacks-watch-token-0123456789"
+AUTHORIZED = f"Authorization: Bearer {WATCH_TOKEN}\r\n".encode()
+HALF_REQUEST = b"POST /v1/watch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+
+
+class Holders:
+    """``count`` connections held open for as long as the worker lets them, each re-opened a
+    second after the worker closes it: idle ones, half a request's headers, headers and half
+    a body."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port, self.count = port, count
+        self.connected = 0
+        self.closed_by_worker = 0
+
+    async def hold(self, index: int) -> None:
+        payload = (b"", HALF_REQUEST, HALF_REQUEST + b"\r\n{\"thread_id\"")[index % 3]
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", self.port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            self.connected += 1
+            async with stream:
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
+                                         ConnectionError, OSError):
+                    if payload:
+                        await stream.send(payload)
+                    while await stream.receive():  # nothing comes but the close
+                        pass
+            self.closed_by_worker += 1
+            await anyio.sleep(1.0)
+
+
+async def readyz(port: int) -> int:
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.get(f"http://127.0.0.1:{port}/readyz") as response:
+        return response.status
+
+
+async def start_under_nofile(config: Path, nofile: int) -> Daemon:
+    """The worker with ``ulimit -n`` lowered, as under systemd's LimitNOFILE."""
+    process = await anyio.open_process(
+        ["sh", "-c", f'ulimit -n {nofile} && exec "$@"', "sh", *command(config)],
+        env=environment(), cwd=ROOT)
+    return Daemon(process)
+
+
+async def test_more_idle_and_half_requests_than_descriptors_leave_the_worker_answering(
+    tmp_path: Path,
+) -> None:
+    """400 held connections (idle, half headers, half a body) against ``ulimit -n 256``: the
+    cap keeps descriptors for the API, so new runs are answered and /readyz answers."""
+    async with Simulator(api_key=SIM_KEY) as sim:
+        assistant_id = sim.create_assistant(name="test", tools=[])
+        threads = [sim.create_thread() for _ in range(4)]
+        port = free_port()
+        config = write_config(
+            tmp_path / "w.toml", sim, threads,
+            api={"max_connections": 16, "max_streams": 8},
+            server={"enabled": True, "host": "127.0.0.1", "port": port},
+        )
+        worker = await start_under_nofile(config, NOFILE)
+        holders = Holders(port, HOLDERS)
+        try:
+            await worker.wait_for_event("worker started")
+            async with anyio.create_task_group() as tg:
+                for index in range(HOLDERS):
+                    tg.start_soon(holders.hold, index)
+                await wait_for(lambda: holders.connected >= HOLDERS, timeout_s=30,
+                               what="every holder connected once")
+                runs = [sim.create_run(t, assistant_id,
+                                       rounds=[calls(("add", {"a": i, "b": r})) for r in range(2)])
+                        for i, t in enumerate(threads)]
+                await wait_for(lambda: all(sim.run(r)["status"] == "completed" for r in runs),
+                               timeout_s=30, what="the runs started under attack, answered")
+                statuses = [await readyz(port) for _ in range(5)]
+                tg.cancel_scope.cancel()
+            alive = worker.process.returncode is None
+        finally:
+            await worker.aclose()
+    capped = [e for e in worker.lines if "does not fit in the file descriptor" in e["event"]]
+    figures = (f"connections made {holders.connected}, closed by the worker "
+               f"{holders.closed_by_worker}; cap {capped[0]['lowered_to'] if capped else '?'}; "
+               f"stderr {len(worker.raw)} bytes")
+    print(f"\n{figures}")  # noqa: T201 - the figures, with -s
+    assert alive
+    assert statuses == [200] * 5
+    assert not [e for e in worker.lines if "Too many open files" in json.dumps(e)]
+    assert len(worker.raw) < 200_000, "no line per connection"
+
+
+async def test_slow_and_idle_connections_are_closed(tmp_path: Path) -> None:
+    """A connection that sends nothing, one that sends headers a byte at a time and one that
+    never finishes its body are each closed within their timeout, and counted."""
+    async with Simulator(api_key=SIM_KEY) as sim:
+        port = free_port()
+        config = write_config(tmp_path / "w.toml", sim, [], server={
+            "enabled": True, "host": "127.0.0.1", "port": port,
+            "idle_timeout_s": 1.0, "request_timeout_s": 2.0})
+        worker = await Daemon.start(config, TOOL_WORKER__SERVER__WATCH_TOKEN=WATCH_TOKEN)
+        closed: dict[str, tuple[float, bytes]] = {}
+        try:
+            await worker.wait_for_event("worker started")
+
+            async def one(name: str, payload: bytes, drip: bytes) -> None:
+                """Hold a connection, sending ``drip`` now and then, until the worker closes it."""
+                started, answer = anyio.current_time(), b""
+                async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
+                                             ConnectionError):
+                        await stream.send(payload)
+                        while True:  # a byte now and then, as a slowloris does
+                            with anyio.move_on_after(0.3):
+                                answer += await stream.receive()
+                            if drip:
+                                await stream.send(drip)
+                closed[name] = (round(anyio.current_time() - started, 1), answer[:40])
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(one, "idle", b"", b"")
+                    tg.start_soon(one, "headers", b"GET /readyz HTTP/1.1\r\n", b"X")
+                    tg.start_soon(one, "body", HALF_REQUEST + AUTHORIZED + b"\r\n{", b" ")
+            async with aiohttp.ClientSession() as session:
+                page = await metrics_of(session, port)
+        finally:
+            await worker.aclose()
+    print(f"\nclosed after (s, bytes answered): {closed}")  # noqa: T201 - figures, with -s
+    assert all(answer == b"" for _, answer in closed.values())
+    assert set(closed) == {"idle", "headers", "body"}
+    assert 'toolworker_http_connections_closed_total{reason="idle"} 1.0' in page
+    assert 'toolworker_http_connections_closed_total{reason="slow_request"} 2.0' in page
+
+
+def refused_lines(page: str) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ")) for line in page.splitlines()  # type: ignore[misc]
+            if line.startswith("toolworker_http")]

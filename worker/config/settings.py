@@ -142,6 +142,13 @@ class ServerSettings(_Section):
     # is answered 429 until the window ends (0: never).
     watch_max_failures: int = Field(default=20, ge=0)
     watch_failure_window_s: float = Field(default=60.0, gt=0)
+    # What a client may hold (no token needed to open a connection): at most max_connections
+    # (lowered to fit ulimit -n less what the API and Redis need), each closed after
+    # idle_timeout_s without a request, and a request must be whole and answered within
+    # request_timeout_s of its first byte.
+    max_connections: int = Field(default=512, ge=1)
+    idle_timeout_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    request_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
 
 class LoggingSettings(_Section):

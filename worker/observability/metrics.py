@@ -19,8 +19,8 @@ from prometheus_client import (
 from worker.errors import ApiErrorKind
 from worker.models import ApprovalDecision, CallOutcome, SubmitOutcome
 
-__all__ = ["API_ERROR_KINDS", "APPROVAL_DECISIONS", "CALL_OUTCOMES", "INTAKE_REFUSALS",
-           "SUBMIT_OUTCOMES", "Metrics"]
+__all__ = ["API_ERROR_KINDS", "APPROVAL_DECISIONS", "CALL_OUTCOMES", "HTTP_CLOSE_REASONS",
+           "INTAKE_REFUSALS", "SUBMIT_OUTCOMES", "Metrics"]
 
 # Closed sets of label values: label sets stay bounded, no ids ever become labels.
 CALL_OUTCOMES = tuple(outcome.value for outcome in CallOutcome)
@@ -37,6 +37,11 @@ INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undeco
 # scraped and which no dashboard or alert reads (process_start_time_seconds says when it
 # started). prometheus_client's switch is process-wide; the worker owns its process.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Why the HTTP server closed a connection (worker.service.connections): idle too long, a
+# request not whole in time, the longest-idle one making room past the cap, or a new one
+# refused while every connection was busy.
+HTTP_CLOSE_REASONS = ("idle", "slow_request", "evicted", "refused")
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")
@@ -168,6 +173,20 @@ class Metrics:
         )
 
     def _declare_health(self) -> None:
+        self.http_connections = Gauge(
+            "toolworker_http_connections", "Connections open to the worker's HTTP server now.",
+            registry=self.registry,
+        )
+        self.http_connections_closed = _zeroed(Counter(
+            "toolworker_http_connections_closed",
+            "Connections the HTTP server closed to bound what clients hold, by reason.",
+            ["reason"], registry=self.registry,
+        ), HTTP_CLOSE_REASONS)
+        self.http_accept_errors = Counter(
+            "toolworker_http_accept_errors",
+            "Connections the HTTP server failed to accept (out of file descriptors).",
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "toolworker_ready", "1 while /readyz would answer ready, else 0.",
             registry=self.registry,

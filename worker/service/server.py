@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -10,7 +11,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from worker.errors import ConfigError, InvalidId, WatchLimitReached
 from worker.ids import MAX_ID_CHARS, is_valid_id
+from worker.service.connections import ConnectionGuard
 from worker.service.intake import Refusals
 from worker.service.status import render_status
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from worker.service.intake import Watch
 
 __all__ = ["FailureThrottle", "Readiness", "Server"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # (ready, reasons): reasons explain the answer to whoever reads /readyz at 3 a.m.
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
@@ -97,8 +101,11 @@ class Server:
         liveness: Readiness | None = None,
         watch: Watch | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
+        max_connections: int | None = None,
     ) -> None:
-        """``status``: the status page's snapshot (``StatusBoard.snapshot``); None: no page."""
+        """``status``: the status page's snapshot (``StatusBoard.snapshot``); None: no page.
+        ``max_connections``: the cap that fits ``ulimit -n`` (``connection_cap``); None: as set.
+        """
         self._host = settings.host
         self._port = settings.port
         self._token = settings.watch_token
@@ -109,10 +116,13 @@ class Server:
         self._status = status
         self.refusals = Refusals(metrics, "http")
         self.throttle = FailureThrottle(settings.watch_max_failures, settings.watch_failure_window_s)
+        self.connections = ConnectionGuard(
+            max_connections or settings.max_connections, idle_timeout_s=settings.idle_timeout_s,
+            request_timeout_s=settings.request_timeout_s, metrics=metrics)
         self.port: int | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._track])
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -123,26 +133,54 @@ class Server:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; reports the bound port through ``task_status``."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                               # aiohttp's own timer only as a backstop: the guard closes (and counts) first.
+                               keepalive_timeout=2 * (self.connections.idle_timeout_s
+                                                      + self.connections.request_timeout_s))
         await runner.setup()
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(self.connections.exception_handler(previous))
+        listener: asyncio.Server | None = None
         try:
-            site = web.TCPSite(runner, self._host, self._port)
-            try:
-                await site.start()
-            except OSError as exc:  # in use, or an address this host does not have
-                raise ConfigError(
-                    f"cannot listen on {self._host}:{self._port} ({exc.strerror or exc}); "
-                    "set [server] port to a free one (0: any) or stop what holds it",
-                    key="server.port") from exc
-            self.port = runner.addresses[0][1]
+            listener = await self._listen(runner)
+            self.port = listener.sockets[0].getsockname()[1]
             task_status.started(self.port)
             while True:  # the summary of refused requests is written even when they stop
                 await anyio.sleep(1.0)
                 self.refusals.flush()
+                self.connections.sweep()
         finally:
             with anyio.CancelScope(shield=True):
+                if listener is not None:
+                    listener.close()
                 await runner.cleanup()
+                loop.set_exception_handler(previous)
                 self.refusals.flush(force=True)
+
+    async def _listen(self, runner: web.AppRunner) -> asyncio.Server:
+        """Accept through the connection guard (not a ``TCPSite``), so every one is bounded."""
+        if runner.server is None:
+            raise RuntimeError("the runner is not set up")
+        factory = self.connections.protocol_factory(runner.server)
+        try:
+            return await asyncio.get_running_loop().create_server(
+                factory, self._host, self._port, backlog=128)
+        except OSError as exc:  # in use, or an address this host does not have
+            raise ConfigError(
+                f"cannot listen on {self._host}:{self._port} ({exc.strerror or exc}); "
+                "set [server] port to a free one (0: any) or stop what holds it",
+                key="server.port") from exc
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Tell the guard a request is being answered, so its connection is not idle."""
+        transport = request.transport
+        self.connections.request_started(transport)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.request_finished(transport)
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
         # Rendered in a thread: a large registry takes CPU, and process metrics read /proc.

@@ -6,6 +6,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from worker.service.api_health import keep_health
+from worker.service.connections import connection_cap
 from worker.service.intake import RedisIntake
 from worker.service.redis_connection import replica_name
 from worker.service.server import Server
@@ -44,7 +45,7 @@ async def start_edges(
     server = None
     if settings.server.enabled:
         server = Server(settings.server, metrics, health.readiness, liveness=health.liveness,
-                        watch=watch, status=status)
+                        watch=watch, status=status, max_connections=connection_cap(settings))
         await tg.start(server.serve)
     await tg.start(watch_signals)
     tg.start_soon(keep_health, client, settings.watch, health, claims, clock)
