@@ -12,7 +12,7 @@ import aiohttp
 import anyio
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 from tests.redis_server import free_port
 from worker.daemon import Worker
 from worker.handlers.registry import Registry
@@ -29,10 +29,11 @@ pytestmark = pytest.mark.e2e
 WINDOW_S = 0.6
 
 
-def make_worker(base_url: str, **sections: dict[str, Any]) -> Worker:
+def make_worker(base_url: str, threads: tuple[str, ...] = (),
+                **sections: dict[str, Any]) -> Worker:
     settings = make_settings(
         api={"base_url": base_url, "max_requests_per_s": 0, "max_retries": 0},
-        watch={"threads": [], "active_poll_interval_s": 0.02, "idle_poll_interval_s": 0.2},
+        watch={"threads": list(threads), "active_poll_interval_s": 0.02, "idle_poll_interval_s": 0.2},
         tools={"modules": ["tests.handlers.sample"]},
         server={"host": "127.0.0.1", "port": 0},
         **sections,
@@ -99,17 +100,30 @@ async def test_an_intake_stream_that_goes_down_makes_the_worker_unready(
     assert "the intake stream" in body["dependencies"]["intake"]
 
 
-async def test_an_unreachable_api_makes_the_worker_unready() -> None:
-    """No thread watched and nothing listening at base_url: 503, the API has not answered
-    recently, with the connection error that says why."""
+async def test_an_unreachable_api_makes_the_worker_unready_from_the_start() -> None:
+    """No thread watched and nothing listening at base_url: 503 from the first request on
+    (not only once the window has passed), the API has not answered yet, with the connection
+    error that says why."""
     port = free_port()
     worker = make_worker(f"http://127.0.0.1:{port}/v1")
+    worker.health.window_s = 3600.0  # the window alone would call it ready for an hour
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
-        _, body = await readyz_until(worker, lambda status, _: status == 503)
+        status, body = await readyz_until(worker, lambda _status, _body: True)
         worker.stop()
-    assert body["reason"] == "the API has not answered recently"
+    assert status == 503
+    assert body["reason"] == "the API has not answered yet"
     assert f"cannot connect to 127.0.0.1:{port}" in body["error"]
+
+
+async def test_a_worker_whose_api_answers_is_ready(sim: Simulator) -> None:
+    """The other side of the above: one answer from the API (a 404 for the probe) is enough."""
+    worker = make_worker(sim.base_url)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        status, _ = await readyz_until(worker, lambda status, _: status == 200)
+        worker.stop()
+    assert status == 200
 
 
 async def test_a_host_that_does_not_resolve_is_named_in_readiness_and_logged_once() -> None:
@@ -124,7 +138,34 @@ async def test_a_host_that_does_not_resolve_is_named_in_readiness_and_logged_onc
                 .get_sample_value("toolworker_api_errors_total",
                                   {"endpoint": "list_runs", "kind": "dns"}) >= 3)
             worker.stop()
-    assert body["reason"] == "the API has not answered recently"
+    assert body["reason"] == "the API has not answered yet"
     assert "cannot resolve the host nonexistent.invalid" in body["error"]
     loud = [e for e in logs if e["event"] == "the API cannot be reached until this is fixed"]
     assert len(loud) == 1
+
+
+async def test_a_key_refused_for_one_thread_neither_flaps_readiness_nor_the_log(
+    sim: Simulator,
+) -> None:
+    """The key reads thread A but not B: one error line, no "answers again" pairs, ready;
+    refused for A too, the worker is not ready."""
+    good, refused = sim.create_thread(), sim.create_thread()
+    sim.refuse_key_for(refused)
+    worker = make_worker(sim.base_url, (good, refused))
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            statuses = []
+            for _ in range(10):  # polls of both threads, interleaved, while /readyz is read
+                before = sim.request_counts["list_runs"]
+                status, _ = await readyz_until(worker, lambda *_: True)
+                statuses.append(status)
+                await wait_for(lambda b=before: sim.request_counts["list_runs"] >= b + 2)
+            sim.refuse_key_for(good)
+            _, body = await readyz_until(worker, lambda status, _: status == 503)
+            worker.stop()
+    assert set(statuses) == {200}
+    assert body["reason"] == "the API refuses the key"
+    events = [e["event"] for e in logs]
+    assert events.count("the API refused the key") == 1
+    assert "the thread answers again" not in events

@@ -145,7 +145,8 @@ class Transport:
                 maybe_applied = maybe_applied or isinstance(error, ApiConnectionError | ApiTimeout)
                 attempt += 1
                 self._metrics.api_retries.labels(endpoint).inc()
-                log.warning("API request failed; retrying", endpoint=endpoint, error=str(error),
+                # Debug: health logs an outage once, with its count when it ends (not per retry).
+                log.debug("API request failed; retrying", endpoint=endpoint, error=str(error),
                             attempt=attempt, delay_s=round(delay_s, 3))
                 await anyio.sleep(delay_s)
 

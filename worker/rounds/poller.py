@@ -102,7 +102,7 @@ class Poller:
         self._pace = Pace(settings, client.budget.per_s)
         self._stopped = anyio.Event()
         self._stopping = False
-        self._auth_refused = False
+        self._refused: set[str] = set()  # threads whose polls the API refuses the key for
         self._dropped: list[str] = []
         self._dropped_logged_at = -math.inf
         for thread_id in settings.threads:
@@ -272,9 +272,10 @@ class Poller:
                 return self._lost(watch)
             except ApiError as exc:
                 return self._failed(watch, exc)
-            if watch.failures or self._auth_refused:
+            if watch.failures:
                 log.info("the thread answers again", failed_polls=watch.failures)
-            watch.failures, self._auth_refused = 0, False
+            watch.failures = 0
+            self._key_refused(watch.thread_id, None)
             watch.polled, watch.announced = True, False
             return await self._follow(watch, run, send)
 
@@ -295,12 +296,18 @@ class Poller:
         """Count the failure and back the thread off: capped exponential, with jitter."""
         watch.failures += 1
         if isinstance(exc, AuthError):
-            if not self._auth_refused:  # once per outage, not once per thread
-                self._auth_refused = True
-                log.error("the API refused the key", error=str(exc))
+            self._key_refused(watch.thread_id, exc)
         elif watch.failures == 1:  # once per streak; the metric counts every one
             log.warning("polling the thread failed; backing off", error=str(exc))
         return self._pace.after_failure(watch)
+
+    def _key_refused(self, thread_id: str, error: AuthError | None) -> None:
+        """Track per thread whether the key is refused: readiness fails only when it is
+        refused for every watched thread, and a key without access to one thread logs once."""
+        if error is not None and not self._refused:
+            log.error("the API refused the key", error=str(error))
+        (self._refused.add if error is not None else self._refused.discard)(thread_id)
+        self._health.key_refusals(len(self._refused), len(self._watches))
 
     async def _follow(
         self, watch: ThreadState, run: Run | None, send: MemoryObjectSendStream[Round]
@@ -367,6 +374,7 @@ class Poller:
         # announcements would otherwise flood the log too).
         self._dropped.append(watch.thread_id)
         del self._watches[watch.thread_id]
+        self._key_refused(watch.thread_id, None)
         self._unsettled.discard(watch.thread_id)
         self._metrics.watched_threads.set(len(self._watches))
         self._metrics.threads_dropped.inc()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
@@ -57,6 +57,8 @@ class Deps:
     api_versions: tuple[str, ...] = AZURE_API_VERSIONS
     prefix: str = "/v1"
     schemas: RequestSchemas | None = None
+    # Threads the key may not read (a key scoped to some threads): their requests answer 403.
+    refused_threads: set[str] = field(default_factory=set)
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -64,6 +64,7 @@ def build_app(
     api_versions: tuple[str, ...] = AZURE_API_VERSIONS,
     prefix: str = "/v1",
     schemas: RequestSchemas | None = None,
+    refused_threads: set[str] | None = None,
 ) -> web.Application:
     """The aiohttp application serving `state` under `prefix`, as the `profile` API would.
 
@@ -73,7 +74,7 @@ def build_app(
     app[DEPS] = Deps(
         state, api_key, require_beta_header and profile == "openai", latency_s, faults,
         request_counts, request_times if request_times is not None else [], profile, api_versions,
-        prefix, schemas,
+        prefix, schemas, refused_threads if refused_threads is not None else set(),
     )
     # POST /threads/runs comes before /threads/{thread_id} so "runs" is never taken for an id.
     routes: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...]
@@ -103,6 +104,9 @@ async def _api_middleware(
         await asyncio.sleep(deps.latency_s)
     try:
         _check_headers(request, deps)
+        if request.match_info.get("thread_id") in deps.refused_threads:
+            raise RequestRefused(403, "You do not have access to this thread with this key.",
+                                 error_type="invalid_request_error", code="permission_denied")
         if endpoint is None:
             raise RequestRefused(404, f"Invalid URL ({request.method} {request.path})")
         if deps.schemas is not None:

@@ -101,6 +101,7 @@ class Simulator:
         # When each request arrived (time.monotonic()), to check a client's request budget.
         self.request_times: list[float] = []
         self._faults = FaultInjector(faults)
+        self._refused_threads: set[str] = set()
         self._latency_s = latency_s
         self._require_beta_header = require_beta_header
         self._access_log = access_log
@@ -126,6 +127,7 @@ class Simulator:
             api_versions=self._api_versions,
             prefix=self.path_prefix,
             schemas=self._schemas,
+            refused_threads=self._refused_threads,
         )
         runner = web.AppRunner(
             app,
@@ -198,6 +200,10 @@ class Simulator:
         return "/v1" if self.profile == "openai" else f"/api/projects/{self._project}"
 
     # setting the scene (no HTTP)
+
+    def refuse_key_for(self, *thread_ids: str) -> None:
+        """Answer 403 to every request about these threads, as for a key scoped to others."""
+        self._refused_threads.update(thread_ids)
 
     def create_assistant(
         self,
