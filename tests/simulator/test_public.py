@@ -12,8 +12,8 @@ import worker.simulator
 
 def test_public_names() -> None:
     assert worker.simulator.__all__ == [
-        "POLL_HINTS", "QUIRKS", "FaultPlan", "FaultRule", "Simulator", "Submission",
-        "ToolCallScript", "serve_forever",
+        "POLL_HINTS", "QUIRKS", "SCRIPT_HELP", "CallScript", "EventsPost", "FaultPlan",
+        "FaultRule", "Simulator", "Submission", "ToolCallScript", "TurnScript", "serve_forever",
     ]
     for name in worker.simulator.__all__:
         assert getattr(worker.simulator, name).__doc__

@@ -1,8 +1,11 @@
-"""A fake of the Assistants API (v2) on aiohttp.web, independent of the rest of `worker`.
+"""A fake of the Assistants API (v2) and of the Agents API (beta) on aiohttp.web, independent
+of the rest of `worker`.
 
 It may import nothing of worker but itself: it is the second implementation the tests trust.
 """
 
+from worker.simulator.agents_script import SCRIPT_HELP, CallScript, TurnScript
+from worker.simulator.agents_state import EventsPost
 from worker.simulator.faults import FaultPlan, FaultRule
 from worker.simulator.quirks import POLL_HINTS, QUIRKS
 from worker.simulator.server import Simulator, serve_forever
@@ -12,10 +15,14 @@ from worker.simulator.wire import ToolCallScript
 __all__ = [
     "POLL_HINTS",
     "QUIRKS",
+    "SCRIPT_HELP",
+    "CallScript",
+    "EventsPost",
     "FaultPlan",
     "FaultRule",
     "Simulator",
     "Submission",
     "ToolCallScript",
+    "TurnScript",
     "serve_forever",
 ]

@@ -42,6 +42,18 @@ ENDPOINTS = (
     "delete_thread",
     "modify_run",
     "delete_assistant",
+    # the Agents API
+    "create_session",
+    "list_sessions",
+    "retrieve_session",
+    "update_session",
+    "delete_session",
+    "create_session_events",
+    "stream_session_events",
+    "create_agent",
+    "list_agents",
+    "retrieve_agent",
+    "delete_agent",
 )
 
 FaultKind = Literal[
@@ -62,7 +74,7 @@ class FaultRule:
     """Latency and the probability of each fault for one endpoint (at most one fault a request).
 
     The `p_cut_*` faults strike only streaming requests (run creation and submit_tool_outputs
-    with `"stream": true`): `cut_before_apply` closes the connection before the request is
+    with `"stream": true`, an Agents API session's event stream): `cut_before_apply` closes the connection before the request is
     applied, `cut_after_apply` once it was applied and the 200 headers were sent but before any
     event, and `cut_mid_stream` after the first event.
     """

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from worker.simulator.agents_routes import AGENT_ENDPOINTS, AGENT_ROUTES
+from worker.simulator.agents_stream import AGENTS
 from worker.simulator.assistant_routes import ASSISTANT_ROUTES
 from worker.simulator.faults import STREAM_FAULTS
 from worker.simulator.replies import AZURE_API_VERSIONS, DEPS, Deps, Profile, error
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Awaitable, Callable
 
+    from worker.simulator.agents_state import AgentsState
     from worker.simulator.faults import Fault, FaultInjector
     from worker.simulator.spec import RequestSchemas
     from worker.simulator.state import ApiState
@@ -43,6 +46,10 @@ _BETA_MISSING = (
 _BETA_V1 = (
     "The v1 Assistants API has been deprecated. Please try again by setting the header "
     "'OpenAI-Beta: assistants=v2'."
+)
+_AGENTS_BETA_MISSING = (
+    "You must provide the 'OpenAI-Beta' header to access the Agents API. Please try again by "
+    "setting the header 'OpenAI-Beta: agents=v1'."
 )
 _SERVER_ERRORS = {
     500: ("The server had an error while processing your request. Sorry about that!",
@@ -65,10 +72,12 @@ def build_app(
     prefix: str = "/v1",
     schemas: RequestSchemas | None = None,
     refused_threads: set[str] | None = None,
+    agents: AgentsState | None = None,
 ) -> web.Application:
     """The aiohttp application serving `state` under `prefix`, as the `profile` API would.
 
-    With `schemas`, every request body is also checked against the OpenAPI document.
+    With `schemas`, every request body is also checked against the OpenAPI document; with
+    `agents` (openai profile only), the Agents API is served too.
     """
     app = web.Application(middlewares=[_api_middleware], client_max_size=_MAX_BODY_BYTES)
     app[DEPS] = Deps(
@@ -81,6 +90,9 @@ def build_app(
     routes = RUN_ROUTES + ASSISTANT_ROUTES + THREAD_ROUTES
     if profile == "azure":
         routes += AZURE_THREAD_ROUTES
+    elif agents is not None:
+        app[AGENTS] = agents
+        routes = AGENT_ROUTES + routes
     for method, path, handler in routes:
         app.router.add_route(method, prefix + path, handler, name=handler.__name__)
     return app
@@ -171,7 +183,10 @@ def _check_headers(request: web.Request, deps: Deps) -> None:
         )
     if deps.require_beta_header:
         betas = [part.strip() for part in request.headers.get("OpenAI-Beta", "").split(",")]
-        if "assistants=v2" not in betas:
+        if request.match_info.route.name in AGENT_ENDPOINTS:
+            if "agents=v1" not in betas:
+                raise RequestRefused(400, _AGENTS_BETA_MISSING, code="invalid_beta")
+        elif "assistants=v2" not in betas:
             message = _BETA_V1 if "assistants=v1" in betas else _BETA_MISSING
             raise RequestRefused(400, message, code="invalid_beta")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 from aiohttp import web
 
+from worker.simulator.agents_facade import AgentsFacade, new_agents_state
 from worker.simulator.faults import FaultInjector, FaultPlan
 from worker.simulator.quirks import check_poll_hints, check_quirks
 from worker.simulator.replies import AZURE_API_VERSIONS, Profile
@@ -36,8 +37,11 @@ _log = logging.getLogger(__name__)
 _SHUTDOWN_TIMEOUT_S = 1.0
 
 
-class Simulator:
+class Simulator(AgentsFacade):
     """A fake of the Assistants API (v2) on aiohttp.web that keeps the real API's rules.
+
+    The openai profile also serves the Agents API (`/agents/sessions`, `OpenAI-Beta:
+    agents=v1`) from the same scripted model: see `worker.simulator.agents_lifecycle`.
 
     Runs follow scripted rounds of tool calls; every submission is recorded, and faults are
     injected from a seeded plan. Use it as `async with Simulator() as sim:` (loopback, free port).
@@ -62,9 +66,13 @@ class Simulator:
             "coarse" (1000 ms while the run thinks) or "off" (never sent).
         spec: an OpenAPI document (a path, or the parsed JSON) whose request schemas every
             request body is checked against, refused with the API's 400; needs `jsonschema`.
+        user_pause_s: how long an Agents API session stays idle before its next scripted turn.
+        agent_turns: the script of a session created without `metadata["sim_turns"]` (see
+            `worker.simulator.agents_script`); None: one turn calling each function tool once.
 
     Attributes:
         state: the `ApiState` behind the server; its methods are the endpoints without HTTP.
+        agents: the `AgentsState` behind the Agents API, likewise.
         request_counts: requests by endpoint name, faulted or refused ones included.
     """
 
@@ -86,16 +94,17 @@ class Simulator:
         quirks: Iterable[Quirk | str] = (),
         poll_hints: PollHints = "exact",
         spec: str | Path | Mapping[str, Any] | None = None,
+        user_pause_s: float = 0.0, agent_turns: Sequence[Any] | None = None,
     ) -> None:
         self.api_key = api_key
         self.profile = profile
         self.quirks = check_quirks(quirks)
-        self._api_versions = api_versions
-        self._project = project
+        self._api_versions, self._project = api_versions, project
         self.state = ApiState(
             seed=seed, thinking_s=thinking_s, expires_after_s=expires_after_s, clock=clock,
             quirks=self.quirks, poll_hints=check_poll_hints(poll_hints), profile=profile,
         )
+        self.agents = new_agents_state(seed, thinking_s, user_pause_s, clock, agent_turns)
         self._schemas = _request_schemas(spec)
         self.request_counts: Counter[str] = Counter()
         # When each request arrived (time.monotonic()), to check a client's request budget.
@@ -128,6 +137,7 @@ class Simulator:
             prefix=self.path_prefix,
             schemas=self._schemas,
             refused_threads=self._refused_threads,
+            agents=self.agents,
         )
         runner = web.AppRunner(
             app,
@@ -147,6 +157,7 @@ class Simulator:
     async def aclose(self) -> None:
         """Stop listening and close open connections; a no-op when not started."""
         runner, self._runner, self._port = self._runner, None, None
+        self.agents.close_streams()  # or each open stream holds the shutdown for its timeout
         if runner is not None:
             await runner.cleanup()
 

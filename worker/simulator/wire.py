@@ -27,8 +27,8 @@ __all__ = [
     "text_content",
 ]
 
-# sim_rounds scripts are longer than the API's 512 characters a metadata value.
-_LONG_METADATA_KEYS = frozenset({"sim_rounds"})
+# sim_rounds and sim_turns scripts are longer than the API's 512 characters a metadata value.
+_LONG_METADATA_KEYS = frozenset({"sim_rounds", "sim_turns"})
 
 
 @dataclass(frozen=True, slots=True)
