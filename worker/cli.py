@@ -32,6 +32,7 @@ from worker.service.redis_connection import ping_redis
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
+    from worker.simulator import FaultPlan
 
 __all__ = ["main"]
 
@@ -171,7 +172,26 @@ def _add_simulate_options(simulate: argparse.ArgumentParser) -> None:
                           help="the openai-poll-after-ms header: exact, a fixed 1000 ms, or none")
     simulate.add_argument("--spec", type=Path, default=None, metavar="FILE",
                           help="refuse request bodies that do not match this OpenAPI document")
+    _add_agents_options(simulate)
     simulate.set_defaults(handler=_simulate)
+
+
+def _add_agents_options(simulate: argparse.ArgumentParser) -> None:
+    simulate.add_argument(
+        "--protocol", choices=("assistants", "agents"), default="assistants",
+        help="the API the start line explains (the openai profile serves both): Assistants "
+             "runs, or Agents API sessions (POST /agents/sessions; each session's "
+             "metadata['sim_turns'] scripts its turns of function calls, see --turns)")
+    simulate.add_argument(
+        "--turns", metavar="JSON", default=None,
+        help='the turns of an Agents API session created without metadata["sim_turns"]: '
+             'a JSON list of turns, each a list of calls like [[{"name": "echo", '
+             '"arguments": {"text": "hi"}}]] (default: each function tool of the agent once)')
+    simulate.add_argument("--user-pause-s", type=float, default=0.0,
+                          help="how long a session stays idle before its next scripted turn")
+    simulate.add_argument("--fault-rate", type=float, default=0.0, metavar="P",
+                          help="refuse (429, 5xx) or lose (connection dropped before or after "
+                               "the answer) this share of requests, e.g. 0.1")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -318,13 +338,17 @@ def _tools_sync(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from worker.simulator import Simulator
+    from worker.simulator import SCRIPT_HELP, Simulator
 
     configure_logging(level="info")
+    if args.protocol == "agents" and args.profile != "openai":
+        raise ConfigError("--protocol agents needs --profile openai (Azure has no Agents API)")
     try:
         simulator = Simulator(api_key=args.api_key, thinking_s=args.thinking_s,
                               latency_s=args.latency_s, profile=args.profile, project=args.project,
-                              quirks=args.quirk, poll_hints=args.poll_hints, spec=args.spec)
+                              quirks=args.quirk, poll_hints=args.poll_hints, spec=args.spec,
+                              user_pause_s=args.user_pause_s, faults=_fault_plan(args.fault_rate),
+                              agent_turns=None if args.turns is None else json.loads(args.turns))
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -335,9 +359,25 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"simulator ({args.profile}) listening on {simulator.base_url} "
                   f"(key: {'***' if args.api_key != 'sk-sim' else 'sk-sim'})",
                   file=sys.stderr, flush=True)
+            if args.protocol == "agents":
+                print(f"Agents API (OpenAI-Beta: agents=v1): {SCRIPT_HELP}",
+                      file=sys.stderr, flush=True)
 
     anyio.run(serve)
     return EXIT_OK
+
+
+def _fault_plan(rate: float) -> FaultPlan | None:
+    """Every endpoint fails `rate` of its requests: 429s, 5xx and connections dropped."""
+    from worker.simulator import FaultPlan, FaultRule
+
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"--fault-rate must be within [0, 1], got {rate}")
+    if rate == 0.0:
+        return None
+    share = rate / 4
+    return FaultPlan(default=FaultRule(p_429=share, retry_after_s=0.05, p_5xx=share,
+                                       p_drop_before=share, p_drop_after=share))
 
 
 def _demo(args: argparse.Namespace) -> int:
