@@ -111,9 +111,8 @@ class Simulator(AgentsFacade):
         self.request_times: list[float] = []
         self._faults = FaultInjector(faults)
         self._refused_threads: set[str] = set()
-        self._latency_s = latency_s
+        self._latency_s, self._access_log = latency_s, access_log
         self._require_beta_header = require_beta_header
-        self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port: int | None = None
