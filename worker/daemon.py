@@ -9,14 +9,15 @@ import anyio
 import structlog
 
 from worker.api.backends import build_profile
-from worker.api.client import ApiClient
 from worker.api.clock import ApiClock
+from worker.api.protocol import open_client
 from worker.handlers.resources import open_resources
 from worker.models import Round
 from worker.observability.health import Health
 from worker.observability.metrics import Metrics
 from worker.observability.tracing import open_tracing
 from worker.rounds.approvals import ApprovalPolicy
+from worker.rounds.live import live_streams
 from worker.rounds.pipeline import Pipeline
 from worker.rounds.poller import Poller
 from worker.rounds.scope import Scope
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from worker.api.backends import BackendProfile
+    from worker.api.protocol import RoundsApi
     from worker.config.settings import Settings
     from worker.handlers.registry import Registry
     from worker.observability.tracing import Tracing
@@ -97,8 +99,8 @@ class Worker:
         async with (
             open_resources(self.registry.resource_types(),
                            self._resource_overrides) as resources,
-            ApiClient(self._profile, self.settings.api, self.metrics, clock=self.clock,
-                      health=self.health) as client,
+            open_client(self._profile, self.settings, self.metrics, clock=self.clock,
+                        health=self.health) as client,
             open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
         ):
             await check_access(client, self.settings.watch)
@@ -109,7 +111,7 @@ class Worker:
         await self.tracing.aclose()
         log.info("worker stopped")
 
-    async def _serve(self, client: ApiClient, claims: ClaimStore,
+    async def _serve(self, client: RoundsApi, claims: ClaimStore,
                      resources: Mapping[type[Any], object], until_idle: bool,
                      task_status: anyio.abc.TaskStatus[None]) -> None:
         """Wire the stages, start the edges and the poller, and take rounds until told."""
@@ -118,7 +120,8 @@ class Worker:
         scope = Scope.from_settings(self.settings, (t.name for t in self.registry))
         approvals = ApprovalPolicy.from_settings(self.settings)
         poller = self.poller = Poller(client, self.settings.watch, self.metrics, health=self.health,
-                                      clock=self.clock, scope=scope, approvals=approvals)
+                                      clock=self.clock, scope=scope, approvals=approvals,
+                                      streams=live_streams(client))
         self.status = StatusBoard.for_worker(self.settings, self.metrics, self.health,
                                              self._in_flight, lambda: poller.watched, client.budget)
         pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,

@@ -12,6 +12,11 @@ Two flavours of the same threads/runs/submit_tool_outputs protocol:
   ``2025-05-15-preview``); authentication is a Microsoft Entra ID bearer token (the default:
   project endpoints take Entra ID) or, for gateways that take keys, an ``api-key`` header.
   Agents are served at ``/assistants``, and threads can be listed.
+
+And one other protocol, sessions and turns:
+
+* ``agents``: OpenAI's Agents API (beta): ``{base_url}{path}``, a bearer key and
+  ``OpenAI-Beta: agents=v1`` (the header the official SDK's ``client.beta.agents`` sends).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from worker.config.settings import ApiSettings
 
 __all__ = [
+    "AgentsProfile",
     "AzureProfile",
     "BackendProfile",
     "EntraTokenSource",
@@ -85,6 +91,16 @@ class OpenAIProfile:
 
     async def aclose(self) -> None:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsProfile(OpenAIProfile):
+    """OpenAI's Agents API: the same key and headers, with ``OpenAI-Beta: agents=v1``."""
+
+    async def headers(self) -> dict[str, str]:
+        headers = await OpenAIProfile.headers(self)
+        headers["OpenAI-Beta"] = "agents=v1"
+        return headers
 
 
 class TokenCredential(Protocol):
@@ -166,10 +182,11 @@ def build_profile(
         ConfigError: a key is missing, or Entra ID auth is asked for without azure-identity.
     """
     base_url = api.base_url.rstrip("/")
-    if api.backend == "openai":
+    if api.backend in ("openai", "agents"):
         if api_key is None:
             raise ConfigError("no API key: set OPENAI_API_KEY", key="api.api_key_file")
-        return OpenAIProfile(base_url, api_key, api.organization, api.project)
+        kind = AgentsProfile if api.backend == "agents" else OpenAIProfile
+        return kind(base_url, api_key, api.organization, api.project)
     if api.azure_auth == "api_key":
         if api_key is None:
             raise ConfigError("no API key: set AZURE_AI_API_KEY", key="api.api_key_file")
@@ -180,7 +197,7 @@ def build_profile(
 
 def auth_hint(api: ApiSettings) -> str:
     """What to check when the service refuses our credentials, for the one-line error."""
-    if api.backend == "openai":
+    if api.backend in ("openai", "agents"):
         return "set OPENAI_API_KEY or [api] api_key_file to a key this server accepts"
     if api.azure_auth == "api_key":
         return ("this endpoint usually wants Microsoft Entra ID, not a key: remove "

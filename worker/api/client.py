@@ -17,7 +17,7 @@ from worker.errors import ApiError, BadAnswer
 from worker.models import parse_metadata
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
     from worker.api.backends import BackendProfile
@@ -207,11 +207,13 @@ class ApiClient:
         return None  # it ended without the next round or the run's end
 
     async def list_threads(
-        self, *, limit: int = 100, after: str | None = None
+        self, *, limit: int = 100, after: str | None = None,
+        known: Callable[[str], bool] | None = None,
     ) -> tuple[list[str], str | None]:
         """One page of thread ids, and the cursor of the next page (None on the last).
 
-        A listed id that no API would issue is skipped, never watched.
+        A listed id that no API would issue is skipped, never watched. Threads are listed
+        oldest first, so ``known`` ones do not end the listing.
         """
         params: dict[str, Any] = {"limit": limit, "order": "asc"}
         if after is not None:

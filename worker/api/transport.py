@@ -124,8 +124,12 @@ class Transport:
         lane: Lane = Lane.SUBMIT,
         retries: int | None = None,
         timeout_s: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         """One request, retried by the policy (``retries`` overrides it); its answer.
+
+        ``headers`` are sent besides the profile's (an ``Idempotency-Key``: each retry
+        carries the same one).
 
         Raises:
             ApiError: the request failed, or the answer does not parse.
@@ -137,7 +141,7 @@ class Transport:
             await self.budget.acquire(lane)
             try:
                 return await self._request_once(
-                    method, endpoint, path, params, body, deadline, timeout_s, lane
+                    method, endpoint, path, params, body, deadline, timeout_s, lane, headers
                 )
             except ApiError as error:
                 self.count_error(endpoint, error)
@@ -200,6 +204,7 @@ class Transport:
         deadline: float | None,
         timeout_s: float | None,
         lane: Lane,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         session = self._background if lane >= Lane.ANNOUNCED else self._session
         if session is None:
@@ -216,7 +221,7 @@ class Transport:
                     method,
                     self._profile.url(path),
                     params={**query, **params} if params else query,
-                    headers=await self._profile.headers(),
+                    headers={**await self._profile.headers(), **(headers or {})},
                     json=body,
                     timeout=aiohttp.ClientTimeout(
                         total=timeout_s, connect=self._settings.connect_timeout_s
@@ -245,22 +250,25 @@ class Transport:
             if self._health is not None and error.kind in ANSWERS:
                 self._health.api_answered()  # a 404 or a 400 is the API, there and listening
             raise error
-        data = decode(endpoint, payload)
+        # 202 Accepted with no body (the Agents API's events): nothing to read, not garbled.
+        data = {} if response.status in (202, 204) and not payload.strip() else decode(
+            endpoint, payload)
         if self._health is not None:
             self._health.api_answered()
         return Answer(data, poll_hint(response.headers))
 
     @asynccontextmanager
     async def open_stream(
-        self, endpoint: str, path: str, body: dict[str, Any]
+        self, endpoint: str, path: str, body: dict[str, Any] | None, *, method: str = "POST",
+        lane: Lane = Lane.SUBMIT,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A POST whose answer is read as it arrives (a stream): one request from the budget.
+        """A request whose answer is read as it arrives (a stream): one request from the budget.
 
         Errors before the answer started, and ApiErrors raised while it is read, are counted.
         """
         if self._streams is None:
             raise RuntimeError("use ApiClient as 'async with ApiClient(...) as client'")
-        await self.budget.acquire(Lane.SUBMIT)  # the stream is one request; events are free
+        await self.budget.acquire(lane)  # the stream is one request; events are free
         started, status = anyio.current_time(), "error"
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._settings.connect_timeout_s,
@@ -268,10 +276,10 @@ class Transport:
         )
         try:
             with translate_errors(endpoint, self._settings.stream_idle_timeout_s):
-                async with self._streams.post(
-                    self._profile.url(path), params=self._profile.query(),
-                    headers=await self._profile.headers(), json=body, timeout=timeout,
-                    allow_redirects=False,
+                async with self._streams.request(
+                    method, self._profile.url(path), params=self._profile.query(),
+                    headers={**await self._profile.headers(), "Accept": "text/event-stream"},
+                    json=body, timeout=timeout, allow_redirects=False,
                 ) as response:
                     status = f"{response.status // 100}xx"
                     yield response

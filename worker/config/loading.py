@@ -59,7 +59,8 @@ API_KEY_ENV = "OPENAI_API_KEY"
 AZURE_API_KEY_ENV = "AZURE_AI_API_KEY"
 WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
 # Keys whose environment values are taken verbatim: a token of digits stays a string.
-_SECRET_ENV_KEYS = frozenset({"watch_token"})
+WEBHOOK_SECRET_ENV = f"{ENV_PREFIX}SERVER__WEBHOOK_SECRET"
+_SECRET_ENV_KEYS = frozenset({"watch_token", "webhook_secret"})
 # Prints the example configuration, every key with its default (it ships with the package).
 EXAMPLE_COMMAND = "tool-worker check-config --example"
 
@@ -89,6 +90,7 @@ def load_config(
     _check_threads(settings, source)
     _check_redis_urls(settings, source)
     settings = _read_watch_token_file(settings, source)
+    settings = _read_webhook_secret_file(settings, source)
     key = _find_api_key(settings.api, env)
     needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
     if require_api_key and needs_key and key is None:
@@ -185,6 +187,12 @@ def _refuse_inline_secrets(data: dict[str, Any], source: str, *, in_file: bool) 
             "environment, or point [server] watch_token_file at a file that holds only the token",
             source=source, key="server.watch_token",
         )
+    if in_file and isinstance(server, dict) and "webhook_secret" in server:
+        raise ConfigError(
+            f"the webhook secret is never read from the file: set {WEBHOOK_SECRET_ENV} in the "
+            "environment, or point [server] webhook_secret_file at a file that holds only it",
+            source=source, key="server.webhook_secret",
+        )
 
 
 def _read_watch_token_file(settings: Settings, source: str) -> Settings:
@@ -206,8 +214,28 @@ def _read_watch_token_file(settings: Settings, source: str) -> Settings:
     return settings.model_copy(update={"server": token})
 
 
+def _read_webhook_secret_file(settings: Settings, source: str) -> Settings:
+    server = settings.server
+    if server.webhook_secret_file is None:
+        return settings
+    key = "server.webhook_secret_file"
+    if server.webhook_secret is not None:
+        raise ConfigError(f"set {WEBHOOK_SECRET_ENV} or webhook_secret_file, not both",
+                          source=source, key=key)
+    try:
+        value = server.webhook_secret_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {server.webhook_secret_file}: {exc.strerror}",
+                          source=source, key=key) from None
+    if not value:
+        raise ConfigError(f"{server.webhook_secret_file} is empty", source=source, key=key)
+    secret = server.model_copy(update={"webhook_secret": Secret(value)})
+    return settings.model_copy(update={"server": secret})
+
+
 def _check_threads(settings: Settings, source: str) -> None:
-    for key, what in (("threads", "thread id"), ("assistants", "assistant id")):
+    for key, what in (("threads", "thread id"), ("assistants", "assistant id"),
+                      ("sessions", "session id"), ("agents", "agent id")):
         for index, object_id in enumerate(getattr(settings.watch, key)):
             if not is_valid_id(object_id):
                 problem = InvalidId(what, object_id, max_chars=MAX_ID_CHARS)
@@ -235,17 +263,25 @@ def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None)
 
 
 def _check_backend(settings: Settings, source: str) -> None:
-    if settings.watch.discover and settings.api.backend != "azure":
+    agents = settings.api.backend == "agents"
+    for key, wrong in (("sessions", not agents), ("threads", agents)):
+        if getattr(settings.watch, key) and wrong:
+            raise ConfigError(
+                "[watch] sessions are followed with backend = \"agents\" (the Agents API), "
+                "[watch] threads with the other backends (threads and runs)",
+                source=source, key=f"watch.{key}")
+    if settings.watch.discover and settings.api.backend == "openai":
         raise ConfigError(
-            "the OpenAI API cannot list threads, so discover needs backend = \"azure\"; "
-            "name the threads in [watch] threads instead",
+            "the OpenAI API cannot list threads, so discover needs backend = \"azure\" "
+            "(threads) or \"agents\" (sessions); name the threads in [watch] threads instead",
             source=source,
             key="watch.discover",
         )
-    if settings.approvals.rules and settings.api.backend != "azure":
+    if settings.approvals.rules and settings.api.backend == "openai":
         raise ConfigError(
-            "only Azure's agents service asks for tool approvals, so [approvals] rules need "
-            "backend = \"azure\"; remove them for the OpenAI API",
+            "only Azure's agents service and the Agents API ask for tool approvals, so "
+            "[approvals] rules need backend = \"azure\" or \"agents\"; remove them for the "
+            "Assistants API",
             source=source,
             key="approvals.rules",
         )

@@ -36,9 +36,11 @@ class _Section(BaseModel):
 
 
 class ApiSettings(_Section):
-    """``[api]``: where the Assistants API is and how to talk to it."""
+    """``[api]``: where the API is, which protocol it speaks and how to talk to it."""
 
-    backend: Literal["openai", "azure"] = "openai"
+    # "openai" and "azure" speak threads/runs (Assistants); "agents" speaks OpenAI's Agents
+    # API (sessions/turns; docs/agents-api.md).
+    backend: Literal["openai", "azure", "agents"] = "openai"
     base_url: str = "https://api.openai.com/v1"
     api_key_file: Path | None = None
     organization: str | None = None
@@ -70,6 +72,10 @@ class WatchSettings(_Section):
     """``[watch]``: which threads to follow and how often to look at them."""
 
     threads: tuple[str, ...] = ()
+    # backend = "agents": sessions to follow, and the agents whose sessions discover lists
+    # (all of the key's sessions when empty).
+    sessions: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
     # An active run is polled this soon after it changed, then 1.25x less often each time it
     # is seen unchanged (up to idle_poll_interval_s). Rounds after the first come from the
     # submission's stream, so this mostly paces finding a run's first round.
@@ -149,6 +155,11 @@ class ServerSettings(_Section):
     max_connections: int = Field(default=512, ge=1)
     idle_timeout_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     request_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # The Standard Webhooks secret (whsec_...) of POST /v1/webhooks/openai; the endpoint
+    # answers 404 while it is unset. Never in the file: TOOL_WORKER__SERVER__WEBHOOK_SECRET,
+    # or webhook_secret_file.
+    webhook_secret: Secret | None = None
+    webhook_secret_file: Path | None = None
 
 
 class LoggingSettings(_Section):
@@ -228,7 +239,8 @@ class Settings(_Section):
     def secret_values(self) -> tuple[str, ...]:
         """The literal secrets configured (key, watch token, Redis passwords), for redaction."""
         values = [self.api_key.get() if self.api_key else None,
-                  self.server.watch_token.get() if self.server.watch_token else None]
+                  self.server.watch_token.get() if self.server.watch_token else None,
+                  self.server.webhook_secret.get() if self.server.webhook_secret else None]
         for url in (self.coordination.redis_url, self.intake.redis_url):
             try:
                 password = parse_redis_url(url, key="redis_url").password

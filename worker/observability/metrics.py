@@ -31,7 +31,8 @@ APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, an address
 # answered 429 after too many failures, bytes that are not UTF-8, or an entry that raised
 # something unforeseen (dropped, never fatal).
-INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error")
+INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error",
+                   "replayed")
 
 # No `*_created` series: a timestamp per counter and histogram series, which doubles what is
 # scraped and which no dashboard or alert reads (process_start_time_seconds says when it

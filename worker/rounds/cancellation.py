@@ -19,7 +19,7 @@ from worker.models import RunStatus, SubmitOutcome
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from worker.api.client import ApiClient
+    from worker.api.protocol import RoundsApi
     from worker.models import Round, Run
 
 __all__ = ["unless_run_moves_on"]
@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 async def unless_run_moves_on(
     work: Callable[[], Awaitable[T]],
-    client: ApiClient,
+    client: RoundsApi,
     round_: Round,
     *,
     interval_s: float,
@@ -59,7 +59,7 @@ async def unless_run_moves_on(
 
 
 async def _until_moved_on(
-    client: ApiClient, round_: Round, interval_s: float, timeout_s: float
+    client: RoundsApi, round_: Round, interval_s: float, timeout_s: float
 ) -> SubmitOutcome:
     """Read the run every ``interval_s`` until it no longer waits for the round."""
     while True:

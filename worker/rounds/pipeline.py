@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream
 
-    from worker.api.client import ApiClient
     from worker.api.clock import ApiClock
+    from worker.api.protocol import RoundsApi
     from worker.config.settings import Settings
     from worker.handlers.registry import Registry
     from worker.models import Run
@@ -48,7 +48,7 @@ log = structlog.get_logger("worker.rounds.pipeline")
 class Pipeline:
     """The stages a round passes through, wired once per run of the worker."""
 
-    client: ApiClient
+    client: RoundsApi
     claims: ClaimStore
     dispatcher: Dispatcher
     submitter: Submitter
@@ -63,7 +63,7 @@ class Pipeline:
     approvals: ApprovalPolicy | None = None  # answers approval rounds (Azure's MCP calls)
 
     @classmethod
-    def build(cls, client: ApiClient, claims: ClaimStore, registry: Registry,
+    def build(cls, client: RoundsApi, claims: ClaimStore, registry: Registry,
               settings: Settings, metrics: Metrics, clock: ApiClock,
               resources: Mapping[type[Any], object] | None = None, *,
               scope: Scope | None = None, tracing: Tracing | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -10,22 +11,22 @@ import structlog
 
 from worker.api.budget import Lane
 from worker.errors import ApiError, AuthError, ConfigError, NotFound, WatchLimitReached
-from worker.models import Round, Run
+from worker.models import Round, Run, RunStatus
 from worker.rounds.approvals import AWAITING_APPROVAL
+from worker.rounds.discovery import Discovery
 from worker.rounds.schedule import Pace, ThreadState, Timeline
-from worker.rounds.scope import OTHER_ASSISTANT, UNKNOWN_TOOL
+from worker.rounds.scope import UNSUPPORTED_ACTION, active_run, record_left
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from worker.api.client import ApiClient
     from worker.api.clock import ApiClock
+    from worker.api.protocol import RoundsApi
     from worker.config.settings import WatchSettings
     from worker.observability.health import Health
     from worker.observability.metrics import Metrics
     from worker.rounds.approvals import ApprovalPolicy
+    from worker.rounds.live import LiveStreams
     from worker.rounds.scope import Scope
 
 __all__ = ["Poller", "active_run"]
@@ -38,26 +39,6 @@ LIST_RUNS_LIMIT = 5
 DROPPED_LOG_INTERVAL_S = 10.0
 
 
-_LEAVING = {
-    "unsupported_action": "run waits for an action this worker does not take; leaving it alone",
-    OTHER_ASSISTANT: "run is of an assistant this worker does not serve; leaving it alone",
-    UNKNOWN_TOOL: "round calls a tool not registered here; leaving it to another deployment",
-    AWAITING_APPROVAL: "run waits for a person to approve its tool calls; leaving it alone",
-}
-
-
-def active_run(runs: Iterable[Run]) -> Run | None:
-    """The thread's active run among some of its runs, whatever order they were listed in.
-
-    A thread has one active run at a time; should a server show two, the newest wins, and
-    of two created in the same second the one that waits for us.
-    """
-    going = [run for run in runs if not run.status.is_terminal]
-    if not going:
-        return None
-    return max(going, key=lambda run: (run.created_at, run.wants_tool_outputs, run.id))
-
-
 class Poller:
     """Polls watched threads on one timeline and sends each new round down a stream.
 
@@ -68,34 +49,25 @@ class Poller:
     """
 
     def __init__(
-        self,
-        client: ApiClient,
-        settings: WatchSettings,
-        metrics: Metrics,
-        *,
-        health: Health,
-        clock: ApiClock,
-        scope: Scope | None = None,
-        approvals: ApprovalPolicy | None = None,
+        self, client: RoundsApi, settings: WatchSettings, metrics: Metrics, *, health: Health,
+        clock: ApiClock, scope: Scope | None = None, approvals: ApprovalPolicy | None = None,
+        streams: LiveStreams | None = None,
     ) -> None:
         """Raises ``ConfigError`` when more threads are configured than ``max_threads``.
 
         Runs outside ``scope`` (another assistant's, or rounds for another deployment's
         tools) are left alone and looked at rarely. Runs waiting for tool approvals become
         rounds when the ``approvals`` policy answers every call, and are left alone otherwise.
+        With ``streams`` (sessions), a thread whose live stream is open is not polled: its
+        stream brings its changes (``stream_event``).
         """
-        self._scope = scope
-        self._approvals = approvals
-        if len(settings.threads) > settings.max_threads:
-            raise ConfigError(
-                f"{len(settings.threads)} threads are configured, more than the limit",
-                key="watch.max_threads",
-            )
-        self._client = client
-        self._settings = settings
-        self._metrics = metrics
-        self._health = health
-        self._clock = clock
+        configured = (*settings.threads, *settings.sessions)
+        if len(configured) > settings.max_threads:
+            raise ConfigError(f"{len(configured)} threads are configured, more than the limit",
+                              key="watch.max_threads")
+        self._client, self._settings, self._metrics = client, settings, metrics
+        self._health, self._clock = health, clock
+        self._scope, self._approvals, self._streams = scope, approvals, streams
         self._watches: dict[str, ThreadState] = {}
         self._unsettled: set[str] = set()  # watches not yet polled, or with a run going on
         self._timeline = Timeline()
@@ -105,7 +77,12 @@ class Poller:
         self._refused: set[str] = set()  # threads whose polls the API refuses the key for
         self._dropped: list[str] = []
         self._dropped_logged_at = -math.inf
-        for thread_id in settings.threads:
+        self._held_back: dict[str, Run] = {}  # streamed while a round was out: seen after it
+        self._send: MemoryObjectSendStream[Round] | None = None
+        self._discovery = Discovery(client, settings.discover_interval_s,
+                                    known=self._watches.__contains__,
+                                    add=functools.partial(self._add, announced=False))
+        for thread_id in configured:
             self._add(thread_id, announced=False)
 
     def watch(self, thread_id: str, run_id: str | None = None) -> None:
@@ -114,12 +91,15 @@ class Poller:
         Raises:
             WatchLimitReached: ``max_threads`` threads are watched already.
         """
+        new = thread_id not in self._watches
         watch = self._watches.get(thread_id) or self._add(thread_id, announced=True)
         watch.announced = watch.run_id is None
         if run_id is not None and watch.run_id is None:
             self._set_run(watch, run_id)
             self._track(watch)
-        if not watch.busy:
+        # A new thread with a stream to come is read once it opens; a live one needs no read.
+        streamed = self._streams is not None and (new or self._is_live(watch))
+        if not watch.busy and not streamed:
             self._schedule(watch, 0.0)
 
     def _add(self, thread_id: str, *, announced: bool) -> ThreadState:
@@ -128,7 +108,11 @@ class Poller:
         watch = self._watches[thread_id] = ThreadState(thread_id, announced=announced)
         self._unsettled.add(thread_id)
         self._metrics.watched_threads.set(len(self._watches))
-        self._schedule(watch, 0.0)
+        if self._streams is None:
+            self._schedule(watch, 0.0)
+        else:  # read once the stream is open; polled in a while should it never open
+            self._streams.want(thread_id)
+            self._schedule(watch, self._settings.min_idle_poll_interval_s)
         return watch
 
     def round_finished(self, round_: Round, poll_after_s: float | None = None) -> None:
@@ -142,6 +126,9 @@ class Poller:
         if watch is None:
             return
         watch.busy = False
+        if self._is_live(watch):
+            self._after_streamed_round(watch, round_, poll_after_s)
+            return
         if poll_after_s == math.inf:
             self._pace.saw_run(watch)
             self._set_run(watch, None)
@@ -181,10 +168,13 @@ class Poller:
         # Semaphores, not CapacityLimiters: a slot is taken here and given back by the poll task.
         per_lane = self._settings.max_concurrent_polls
         slots = {lane: anyio.Semaphore(per_lane) for lane in (Lane.ACTIVE, Lane.ANNOUNCED, Lane.IDLE)}
+        self._send = send
         async with send, anyio.create_task_group() as tg:
             if self._settings.discover:
-                await self._discover_once()  # so that an until_idle run sees the threads
-                tg.start_soon(self._discover_forever)
+                await self._discovery.once()  # so that an until_idle run sees the threads
+                tg.start_soon(self._discovery.forever, self._stopped)
+            if self._streams is not None:
+                tg.start_soon(self._streams.run, self, self._stopped)
             while not self._stopping:
                 self._health.heartbeat()
                 self._log_dropped()
@@ -201,41 +191,6 @@ class Poller:
                 await slots[lane].acquire()
                 tg.start_soon(self._poll_and_release, watch, lane, send, slots[lane])
             self._stopped.set()  # ends the discovery task, also when the loop ended idle
-
-    async def _discover_forever(self) -> None:
-        """Follow every thread the backend lists, looking again every discover_interval_s."""
-        while not self._stopped.is_set():
-            with anyio.move_on_after(self._settings.discover_interval_s):
-                await self._stopped.wait()
-            if not self._stopped.is_set():
-                await self._discover_once()
-
-    async def _discover_once(self) -> None:
-        try:
-            await self.discover()
-        except ApiError as exc:
-            log.warning("listing threads failed", error=str(exc))
-        except WatchLimitReached as exc:
-            log.warning("not following every listed thread", error=str(exc))
-
-    async def discover(self) -> int:
-        """Watch every thread the backend lists; returns how many were new.
-
-        Raises:
-            WatchLimitReached: the listing holds more threads than ``max_threads``.
-        """
-        new, after = 0, None
-        while True:
-            thread_ids, after = await self._client.list_threads(after=after)
-            for thread_id in thread_ids:
-                if thread_id not in self._watches:
-                    new += 1
-                    self._add(thread_id, announced=False)
-            if after is None:
-                break
-        if new:
-            log.info("discovered threads", new=new, watched=len(self._watches))
-        return new
 
     def _next_due(self, open_lanes: set[Lane]) -> ThreadState | None:
         due = self._timeline.next_due(open_lanes, self._watches.get)
@@ -259,7 +214,8 @@ class Poller:
                 self._track(watch)
             slot.release()
             self._timeline.wake()  # a slot is free, and an until_idle loop may re-check
-        if delay_s is not None and watch.thread_id in self._watches:
+        live = self._is_live(watch) and not watch.failures  # a failed read is read again
+        if delay_s is not None and watch.thread_id in self._watches and not live:
             self._schedule(watch, delay_s)
 
     async def _poll(self, watch: ThreadState, lane: Lane, send: MemoryObjectSendStream[Round]) -> float | None:
@@ -277,6 +233,8 @@ class Poller:
             watch.failures = 0
             self._key_refused(watch.thread_id, None)
             watch.polled, watch.announced = True, False
+            if self._streams is not None and (run is None or run.status is not RunStatus.FAILED):
+                self._streams.want(watch.thread_id)  # it can do work: stream it when one is free
             return await self._follow(watch, run, send)
 
     async def _current_run(self, watch: ThreadState, lane: Lane) -> Run | None:
@@ -310,8 +268,11 @@ class Poller:
         self._health.key_refusals(len(self._refused), len(self._watches))
 
     async def _follow(
-        self, watch: ThreadState, run: Run | None, send: MemoryObjectSendStream[Round]
+        self, watch: ThreadState, run: Run | None, send: MemoryObjectSendStream[Round],
+        found_by: str = "poll",
     ) -> float | None:
+        if watch.busy:  # a stream brought this round while the poll was out
+            return None
         if run is None or run.status.is_terminal:
             # The run ended (if one was followed): the thread is idle until a new run shows up.
             self._set_run(watch, None)
@@ -324,8 +285,8 @@ class Poller:
         if (run.wants_tool_outputs or self._answers_approvals(run)) and not self._stopping:
             watch.busy = True
             self._track(watch)  # busy before the round leaves: an idle check must see it
-            log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls))
-            self._metrics.rounds_found.labels("poll").inc()
+            log.debug("round found", run_id=run.id, tool_calls=len(run.tool_calls), by=found_by)
+            self._metrics.rounds_found.labels(found_by).inc()
             await send.send(Round.from_run(run, anyio.current_time(), api_now=self._clock.now()))
             return None
         if run.required_action_type not in (None, "submit_tool_outputs"):
@@ -341,7 +302,7 @@ class Poller:
     def _other_action(self, watch: ThreadState, run: Run) -> float:
         """A run that waits for something else (tool approvals no rule answers): leave it."""
         if self._approvals is None or not run.wants_approvals:
-            return self._leave(watch, run, "unsupported_action")
+            return self._leave(watch, run, UNSUPPORTED_ACTION)
         if self._approvals.answers(run):  # stopping: not answered now, nor left for a person
             return self._settings.idle_poll_interval_s
         if watch.other_action_logged != run.id:
@@ -352,11 +313,7 @@ class Poller:
         """Leave the run to someone else: count and log it once, and look at it rarely."""
         if watch.other_action_logged != run.id:
             watch.other_action_logged = run.id
-            self._metrics.runs_skipped.labels(reason).inc()
-            log.info(_LEAVING[reason], run_id=run.id, reason=reason,
-                     action=run.required_action_type, assistant_id=run.assistant_id,
-                     tools=sorted({c.name for c in run.tool_calls}
-                                  | {c.name for c in run.approval_calls}))
+            record_left(run, reason, self._metrics)
         return self._settings.idle_poll_interval_s
 
     def _set_run(self, watch: ThreadState, run_id: str | None) -> None:
@@ -375,6 +332,8 @@ class Poller:
         self._dropped.append(watch.thread_id)
         del self._watches[watch.thread_id]
         self._key_refused(watch.thread_id, None)
+        if self._streams is not None:
+            self._streams.drop(watch.thread_id)
         self._unsettled.discard(watch.thread_id)
         self._metrics.watched_threads.set(len(self._watches))
         self._metrics.threads_dropped.inc()
@@ -388,3 +347,49 @@ class Poller:
                     examples=self._dropped[:3])
         self._dropped.clear()
         self._dropped_logged_at = now
+
+    # Live streams (sessions): each is read as a poll would be, and replaces the thread's polls.
+
+    def _is_live(self, watch: ThreadState) -> bool:
+        return self._streams is not None and self._streams.is_live(watch.thread_id)
+
+    def stream_opened(self, thread_id: str) -> None:
+        """Read the thread now: what happened before the stream opened is not replayed."""
+        watch = self._watches.get(thread_id)
+        if watch is not None and not watch.busy:
+            self._schedule(watch, 0.0)
+
+    def stream_closed(self, thread_id: str) -> None:
+        """Poll the thread on the schedule until its stream is open again."""
+        watch = self._watches.get(thread_id)
+        if watch is not None and not watch.busy:
+            self._schedule(watch, 0.0 if watch.run_id else self._pace.idle(watch, self.watched))
+
+    async def stream_event(self, thread_id: str, run: Run) -> None:
+        """The thread as its stream showed it: a round to take, or a change to note."""
+        watch = self._watches.get(thread_id)
+        if watch is None or self._send is None or self._stopping:
+            return
+        if watch.busy:  # the round's end decides what this means
+            self._held_back[thread_id] = run
+            return
+        watch.polled, watch.announced = True, False
+        watch.due = math.inf  # the stream spoke: no read is due (older heap entries go stale)
+        await self._follow(watch, run, self._send, found_by="stream")
+        self._track(watch)
+
+    def _after_streamed_round(
+        self, watch: ThreadState, round_: Round, poll_after_s: float | None
+    ) -> None:
+        """A streamed thread's round is done: apply what its stream showed meanwhile; if
+        nothing yet, read it after ``idle_poll_interval_s`` unless an event comes first."""
+        run = self._held_back.pop(watch.thread_id, None)
+        if run is not None and run.status.is_terminal:
+            self._set_run(watch, None)
+        if run is not None and run.wants_tool_outputs and not run.waits_for(round_):
+            self._schedule(watch, 0.0)  # the next round came before this one was done: read it
+        elif poll_after_s is not None and poll_after_s != math.inf:
+            self._schedule(watch, poll_after_s)  # not claimed here: look again, as when polled
+        elif run is None:
+            self._schedule(watch, self._settings.idle_poll_interval_s)
+        self._track(watch)

@@ -5,17 +5,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import structlog
+
+from worker.rounds.approvals import AWAITING_APPROVAL
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from worker.config.settings import Settings
     from worker.models import Run
+    from worker.observability.metrics import Metrics
 
-__all__ = ["OTHER_ASSISTANT", "UNKNOWN_TOOL", "Scope", "unknown_policy"]
+__all__ = [
+    "OTHER_ASSISTANT",
+    "UNKNOWN_TOOL",
+    "UNSUPPORTED_ACTION",
+    "Scope",
+    "active_run",
+    "record_left",
+    "unknown_policy",
+]
+
+log = structlog.get_logger("worker.rounds.poller")
 
 # Reasons a run is left alone: labels of toolworker_runs_skipped_total.
 OTHER_ASSISTANT = "other_assistant"
 UNKNOWN_TOOL = "unknown_tool"
+UNSUPPORTED_ACTION = "unsupported_action"
+
+_LEAVING = {
+    UNSUPPORTED_ACTION: "run waits for an action this worker does not take; leaving it alone",
+    OTHER_ASSISTANT: "run is of an assistant this worker does not serve; leaving it alone",
+    UNKNOWN_TOOL: "round calls a tool not registered here; leaving it to another deployment",
+    AWAITING_APPROVAL: "run waits for a person to approve its tool calls; leaving it alone",
+}
+
+
+def active_run(runs: Iterable[Run]) -> Run | None:
+    """The thread's active run among some of its runs, whatever order they were listed in.
+
+    A thread has one active run at a time; should a server show two, the newest wins, and
+    of two created in the same second the one that waits for us.
+    """
+    going = [run for run in runs if not run.status.is_terminal]
+    if not going:
+        return None
+    return max(going, key=lambda run: (run.created_at, run.wants_tool_outputs, run.id))
+
+
+def record_left(run: Run, reason: str, metrics: Metrics) -> None:
+    """Count and log a run left to someone else (once per run: the caller remembers)."""
+    metrics.runs_skipped.labels(reason).inc()
+    log.info(_LEAVING[reason], run_id=run.id, reason=reason, action=run.required_action_type,
+             assistant_id=run.assistant_id,
+             tools=sorted({c.name for c in run.tool_calls} | {c.name for c in run.approval_calls}))
 
 
 def unknown_policy(settings: Settings) -> str:

@@ -29,7 +29,7 @@ from worker.models import RunStatus, SubmitOutcome
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from worker.api.client import ApiClient
+    from worker.api.protocol import RoundsApi
     from worker.models import Round, Run, ToolApproval, ToolOutput
     from worker.observability.metrics import Metrics
 
@@ -70,7 +70,7 @@ class Submitter:
 
     def __init__(
         self,
-        client: ApiClient,
+        client: RoundsApi,
         metrics: Metrics,
         *,
         window_s: float = 600.0,

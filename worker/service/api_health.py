@@ -24,8 +24,8 @@ from worker.errors import (
 )
 
 if TYPE_CHECKING:
-    from worker.api.client import ApiClient
     from worker.api.clock import ApiClock
+    from worker.api.protocol import RoundsApi
     from worker.config.settings import WatchSettings
     from worker.observability.health import Health
     from worker.service.claims import ClaimStore
@@ -39,15 +39,16 @@ PROBE_THREAD = "thread_toolworker_probe"
 CLOCK_OFFSET_WARN_S = 5.0
 
 
-async def _ask(client: ApiClient, watch: WatchSettings) -> None:
+async def _ask(client: RoundsApi, watch: WatchSettings) -> None:
     if watch.discover:
         await client.list_threads(limit=1)
     else:
-        thread_id = watch.threads[0] if watch.threads else PROBE_THREAD
+        watched = watch.threads or watch.sessions
+        thread_id = watched[0] if watched else PROBE_THREAD
         await client.list_runs(thread_id, limit=1, lane=Lane.IDLE, retries=0)
 
 
-async def check_access(client: ApiClient, watch: WatchSettings) -> None:
+async def check_access(client: RoundsApi, watch: WatchSettings) -> None:
     """Fail at start when the API refuses us; a network hiccup or a missing thread only warns.
 
     Raises:
@@ -62,9 +63,9 @@ async def check_access(client: ApiClient, watch: WatchSettings) -> None:
         if watch.discover:  # listing threads is what the worker does: 404 is a wrong URL
             raise ConfigError(f"the API does not serve the thread listing ({exc}); check "
                               "base_url and backend", key="api.base_url") from exc
-        if watch.threads:
+        if watch.threads or watch.sessions:
             log.warning("the first watched thread is not found; check it and base_url",
-                        thread_id=watch.threads[0])
+                        thread_id=(watch.threads or watch.sessions)[0])
     except ApiStatusError as exc:
         if 400 <= exc.status < 500 and exc.status != 429:
             raise ConfigError(
@@ -78,7 +79,7 @@ async def check_access(client: ApiClient, watch: WatchSettings) -> None:
 
 
 async def keep_health(
-    client: ApiClient,
+    client: RoundsApi,
     watch: WatchSettings,
     health: Health,
     claims: ClaimStore,

@@ -87,13 +87,20 @@ class Refusals:
 
 
 async def enqueue(
-    client: Any, thread_id: str, run_id: str | None = None, *, stream: str = "tool-worker:watch"
+    client: Any, thread_id: str | None = None, run_id: str | None = None, *,
+    session_id: str | None = None, stream: str = "tool-worker:watch",
 ) -> str:
-    """Ask the workers to watch a thread (and a run of it): one XADD; returns the entry id.
+    """Ask the workers to watch a thread (and a run of it), or a session (backend "agents"):
+    one XADD; returns the entry id.
 
     ``client`` is a ``redis.asyncio.Redis`` or a URL such as ``redis://127.0.0.1:6379/0``.
     """
-    fields: dict[Any, Any] = {"thread_id": thread_id, **({"run_id": run_id} if run_id else {})}
+    if (thread_id is None) == (session_id is None):
+        raise ValueError("enqueue a thread_id or a session_id")
+    fields: dict[Any, Any] = ({"thread_id": thread_id} if thread_id is not None
+                              else {"session_id": session_id})
+    if run_id:
+        fields["run_id"] = run_id
     if isinstance(client, str):
         async with connect_redis(client) as own:
             return _text(await own.xadd(stream, fields))
@@ -216,7 +223,7 @@ class RedisIntake:
 
     def _take(self, entry: str, data: dict[str, str]) -> bool:
         """Watch the entry's thread; False leaves the entry pending, to be taken over later."""
-        thread_id, run_id = data["thread_id"], data.get("run_id") or None
+        thread_id, run_id = data.get("thread_id") or data["session_id"], data.get("run_id") or None
         if not is_valid_id(thread_id) or (run_id is not None and not is_valid_id(run_id)):
             # Dropped, not retried: no replica will ever accept it. repr() and the cut keep a
             # hostile value from forging log lines or filling them.
@@ -241,11 +248,12 @@ class _Unusable(Exception):
         super().__init__(message)
 
 
-_FIELDS = frozenset({"thread_id", "run_id"})
+_FIELDS = frozenset({"thread_id", "run_id", "session_id"})
 
 
 def _decode(fields: Any) -> dict[str, str]:
-    """An entry's fields as text: exactly a ``thread_id`` and an optional ``run_id``.
+    """An entry's fields as text: a ``thread_id`` and an optional ``run_id``, or a
+    ``session_id`` (a session is watched as a thread is).
 
     Unknown fields are refused rather than ignored, so a typo (``threadid``) or a foreign
     producer on the stream shows in the refusal count instead of half-working.
@@ -263,9 +271,9 @@ def _decode(fields: Any) -> dict[str, str]:
     if unknown:
         names = sorted(repr(name)[:40] for name in unknown)[:5]
         raise _Unusable("bad_request", f"an entry with unknown fields {', '.join(names)}; "
-                        "only thread_id and run_id are read")
-    if not data.get("thread_id"):
-        raise _Unusable("bad_request", "an entry without a thread_id")
+                        "only thread_id, run_id and session_id are read")
+    if bool(data.get("thread_id")) == bool(data.get("session_id")):
+        raise _Unusable("bad_request", "an entry needs a thread_id or a session_id (one)")
     return data
 
 

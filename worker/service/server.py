@@ -23,6 +23,7 @@ from worker.ids import MAX_ID_CHARS, is_valid_id
 from worker.service.connections import ConnectionGuard
 from worker.service.intake import Refusals
 from worker.service.status import render_status
+from worker.service.webhooks import WebhookIntake
 
 if TYPE_CHECKING:
     from worker.config.secret import Secret
@@ -37,7 +38,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (ready, reasons): reasons explain the answer to whoever reads /readyz at 3 a.m.
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
-_BODY_HINT = 'send {"thread_id": "thread_abc123", "run_id": "run_abc123"} (run_id optional)'
+_BODY_HINT = ('send {"thread_id": "thread_abc123", "run_id": "run_abc123"} (run_id optional), '
+              'or {"session_id": "sess_abc123"} (backend "agents")')
 
 
 class FailureThrottle:
@@ -119,6 +121,8 @@ class Server:
         self.connections = ConnectionGuard(
             max_connections or settings.max_connections, idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s, metrics=metrics)
+        self.webhooks = None if settings.webhook_secret is None or watch is None else WebhookIntake(
+            settings.webhook_secret, watch, Refusals(metrics, "webhook"))
         self.port: int | None = None
 
     def app(self) -> web.Application:
@@ -127,6 +131,7 @@ class Server:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_post("/v1/watch", self._watch_request)
+        app.router.add_post("/v1/webhooks/openai", self._webhook)
         app.router.add_get("/status", self._status_page)
         app.router.add_get("/status.json", self._status_page)
         return app
@@ -242,6 +247,20 @@ class Server:
         return _problem(429, f"too many failed requests from {address}; retry in "
                         f"{retry_after_s} s", headers={"Retry-After": str(retry_after_s)})
 
+    async def _webhook(self, request: web.Request) -> web.Response:
+        if self.webhooks is None:
+            return _problem(404, "POST /v1/webhooks/openai is off; set "
+                                 "TOOL_WORKER__SERVER__WEBHOOK_SECRET to enable it")
+        address = request.remote or "unknown"
+        throttled = self._throttled(address)
+        if throttled is not None:
+            return throttled
+        response = await self.webhooks.handle(request)
+        # Forged or garbled deliveries count against the address; a replay or a full worker not.
+        (self.throttle.failed if response.status in (400, 401) else self.throttle.succeeded)(
+            address)
+        return response
+
     async def _watch_request(self, request: web.Request) -> web.Response:
         token, watch = self._token, self._watch
         if token is None or watch is None:
@@ -279,6 +298,8 @@ async def _answer_watch(request: web.Request, token: Secret, watch: Watch) -> we
         raise _Refused(413, f"the body is too large; {_BODY_HINT}", "bad_request") from None
     fields = body if isinstance(body, dict) else {}
     thread_id, run_id = fields.get("thread_id"), fields.get("run_id")
+    if "session_id" in fields and thread_id is None and run_id is None:
+        thread_id = fields["session_id"]  # a session is watched as a thread is (backend agents)
     if not isinstance(thread_id, str) or not isinstance(run_id, str | None):
         raise _Refused(400, f"thread_id must be a string and run_id a string or absent; "
                        f"{_BODY_HINT}", "bad_request")

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     import anyio.abc
 
-    from worker.api.client import ApiClient
     from worker.api.clock import ApiClock
+    from worker.api.protocol import RoundsApi
     from worker.config.settings import Settings
     from worker.observability.health import Health
     from worker.observability.metrics import Metrics
@@ -35,7 +35,7 @@ async def start_edges(
     metrics: Metrics,
     health: Health,
     clock: ApiClock,
-    client: ApiClient,
+    client: RoundsApi,
     claims: ClaimStore,
     watch: Watch,
     status: Callable[[], dict[str, Any]] | None,
