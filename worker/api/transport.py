@@ -113,17 +113,9 @@ class Transport:
         await self._profile.aclose()
 
     async def request(
-        self,
-        method: str,
-        endpoint: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        lane: Lane = Lane.SUBMIT,
-        retries: int | None = None,
-        timeout_s: float | None = None,
+        self, method: str, endpoint: str, path: str, *, params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None, deadline: float | None = None,
+        lane: Lane = Lane.SUBMIT, retries: int | None = None, timeout_s: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
         """One request, retried by the policy (``retries`` overrides it); its answer.
