@@ -189,6 +189,10 @@ def _add_agents_options(simulate: argparse.ArgumentParser) -> None:
              '"arguments": {"text": "hi"}}]] (default: each function tool of the agent once)')
     simulate.add_argument("--user-pause-s", type=float, default=0.0,
                           help="how long a session stays idle before its next scripted turn")
+    simulate.add_argument("--webhook-url", default=None, metavar="URL",
+                          help="POST a Standard-Webhooks-signed agent.session.action_required "
+                               "here whenever a session needs action (secret: "
+                               "$OPENAI_WEBHOOK_SECRET, like whsec_<base64>)")
     simulate.add_argument("--fault-rate", type=float, default=0.0, metavar="P",
                           help="refuse (429, 5xx) or lose (connection dropped before or after "
                                "the answer) this share of requests, e.g. 0.1")
@@ -351,6 +355,11 @@ def _simulate(args: argparse.Namespace) -> int:
                               agent_turns=None if args.turns is None else json.loads(args.turns))
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from exc
+    if args.webhook_url is not None:
+        secret = os.environ.get("OPENAI_WEBHOOK_SECRET")
+        if not secret:
+            raise ConfigError("--webhook-url needs the signing secret in $OPENAI_WEBHOOK_SECRET")
+        simulator.send_webhooks(args.webhook_url, secret)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

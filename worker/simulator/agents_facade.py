@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.simulator.agents_script import parse_turns
 from worker.simulator.agents_state import AgentsState
+from worker.simulator.agents_webhooks import WebhookDelivery, WebhookSender
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -85,3 +86,27 @@ class AgentsFacade:
         """`time.monotonic()` at which each (session_id, turn index) reached requires_action."""
         self.agents.sessions()
         return dict(self.agents.turns_visible)
+
+    # webhooks
+
+    def send_webhooks(self, url: str, secret: str, *, retries: int = 2,
+                      retry_s: float = 0.2) -> WebhookSender:
+        """POST a signed `agent.session.action_required` to `url` whenever a session needs
+        action (see `worker.simulator.agents_webhooks`)."""
+        sender = WebhookSender(url, secret, self.agents.new_id, retries=retries, retry_s=retry_s,
+                               clock=self.agents.clock)
+        self.agents.on_requires_action.append(sender)
+        return sender
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook delivery attempt, in order."""
+        return [d for sender in self._senders() for d in sender.deliveries]
+
+    async def close_webhooks(self) -> None:
+        """Stop the deliveries still in flight."""
+        for sender in self._senders():
+            await sender.aclose()
+
+    def _senders(self) -> list[WebhookSender]:
+        return [h for h in self.agents.on_requires_action if isinstance(h, WebhookSender)]

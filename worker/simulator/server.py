@@ -157,6 +157,7 @@ class Simulator(AgentsFacade):
         """Stop listening and close open connections; a no-op when not started."""
         runner, self._runner, self._port = self._runner, None, None
         self.agents.close_streams()  # or each open stream holds the shutdown for its timeout
+        await self.close_webhooks()
         if runner is not None:
             await runner.cleanup()
 
