@@ -75,7 +75,7 @@ def test_check_config_reports_what_it_found(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-0123456789")
     config = tmp_path / "w.toml"
     config.write_text('[watch]\nthreads = ["thread_a", "thread_b"]\n')
-    assert main(["check-config", "--config", str(config)]) == 0
+    assert main(["check-config", "--no-api", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "configuration OK" in out
     assert "2 thread(s)" in out
@@ -98,7 +98,7 @@ def test_check_config_names_the_variable_the_key_came_from(
     monkeypatch.setenv(env, "k-0123456789")
     config = tmp_path / "w.toml"
     config.write_text(f"[api]\n{api}\n")
-    assert main(["check-config", "--config", str(config)]) == 0
+    assert main(["check-config", "--no-api", "--config", str(config)]) == 0
     assert source in capsys.readouterr().out
 
 
@@ -108,7 +108,7 @@ def test_check_config_for_azure_entra_names_the_missing_extra(
     """backend = "azure" uses Entra ID by default; without azure-identity that is one clear line."""
     config = tmp_path / "w.toml"
     config.write_text('[api]\nbackend = "azure"\n')
-    code = main(["check-config", "--config", str(config)])
+    code = main(["check-config", "--no-api", "--config", str(config)])
     out, err = capsys.readouterr()
     if importlib.util.find_spec("azure") and importlib.util.find_spec("azure.identity"):
         assert code == 0
@@ -134,7 +134,7 @@ def test_bad_config_is_one_line_and_exit_2(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     config = tmp_path / "w.toml"
     config.write_text(text)
-    assert main(["check-config", "--config", str(config)]) == code
+    assert main(["check-config", "--no-api", "--config", str(config)]) == code
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -151,6 +151,8 @@ def test_a_busy_port_is_one_line_naming_the_setting_and_exit_2(
 ) -> None:
     """`run` on a port something else holds exits 2 with one line naming [server] port."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    # run's logging caches each logger it meets; later tests' capture_logs would miss them.
+    monkeypatch.setattr("worker.cli.configure_logging", lambda **_: None)
     with socket.socket() as holder, socket.socket() as closed:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

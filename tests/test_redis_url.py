@@ -91,7 +91,7 @@ def test_check_config_pings_redis(
 ) -> None:
     """check-config connects and PINGs with the password as written; it never prints it."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY_ENV["OPENAI_API_KEY"])
-    assert main(["check-config", "--config", str(write_config(
+    assert main(["check-config", "--no-api", "--config", str(write_config(
         tmp_path, url_with(locked_redis, PASSWORD)))]) == 0
     out, err = capsys.readouterr()
     assert f"redis://:***@127.0.0.1:{locked_redis.port}/0 answers PING" in out
@@ -105,7 +105,7 @@ def test_check_config_refuses_a_wrong_password(
     """A password Redis refuses is a configuration error (exit 2), printed as ***."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY_ENV["OPENAI_API_KEY"])
     wrong = "wrong#pass?word"
-    code = main(["check-config", "--config", str(write_config(
+    code = main(["check-config", "--no-api", "--config", str(write_config(
         tmp_path, url_with(locked_redis, wrong)))])
     out, err = capsys.readouterr()
     assert code == 2, err
@@ -120,7 +120,7 @@ def test_check_config_says_when_redis_is_down(
     """Nothing listening: a clear line, and still exit 0 (the worker waits for Redis)."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY_ENV["OPENAI_API_KEY"])
     port = free_port()
-    assert main(["check-config", "--config", str(write_config(
+    assert main(["check-config", "--no-api", "--config", str(write_config(
         tmp_path, f"redis://:{PASSWORD}@127.0.0.1:{port}/0"))]) == 0
     out, err = capsys.readouterr()
     assert f"redis://:***@127.0.0.1:{port}/0 cannot be reached now" in out

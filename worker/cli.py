@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import sys
@@ -20,7 +19,8 @@ import structlog
 from worker import __version__
 from worker.api.backends import auth_hint, build_profile
 from worker.api.client import ApiClient
-from worker.config.loading import api_key_source, load_config
+from worker.check_config import report_config
+from worker.config.loading import load_config
 from worker.daemon import Worker
 from worker.errors import AuthError, ConfigError, NotFound, ResourceError, WorkerError
 from worker.handlers.assistant_sync import sync_assistant
@@ -28,7 +28,6 @@ from worker.handlers.registry import Registry
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
 from worker.observability.redaction import redact_text
-from worker.service.redis_connection import ping_redis
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -119,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the config and import the tools")
     _add_config(check)
+    check.add_argument("--no-api", action="store_true",
+                       help="do not ask the API (by default a few watched threads are read)")
     check.set_defaults(handler=_check_config)
 
     _add_tools_commands(commands.add_parser("tools", help="inspect the registered tools"))
@@ -259,38 +260,8 @@ def _busy_threads(deadline: float) -> list[threading.Thread]:
 
 def _check_config(args: argparse.Namespace) -> int:
     settings, registry = _load(args, require_api_key=True)
-    api = settings.api
-    if api.backend == "azure" and api.azure_auth == "entra" and not _has_azure_identity():
-        # Found now, not at the first request of a deployed worker.
-        build_profile(api, None)  # raises the ConfigError that says what to install
-    print(f"configuration OK: {args.config or 'defaults'}")
-    credentials = "credentials" if api.azure_auth == "entra" and api.backend == "azure" else "key"
-    print(f"  api:     {api.base_url} ({api.backend}; {credentials} from "
-          f"{api_key_source(settings)})")
-    print(f"  watch:   {len(settings.watch.threads)} thread(s)")
-    print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
-    print(f"  server:  http://{settings.server.host}:{settings.server.port}"
-          if settings.server.enabled else "  server:  disabled")
-    for key, url in _redis_urls(settings).items():
-        print(f"  redis:   {anyio.run(functools.partial(ping_redis, url, key=key))}")
+    report_config(settings, registry, str(args.config or "defaults"), ask_api=not args.no_api)
     return EXIT_OK
-
-
-def _redis_urls(settings: Settings) -> dict[str, str]:
-    """The Redis URLs the worker will use, each once, by the key that names it."""
-    urls: dict[str, str] = {}
-    if settings.coordination.backend == "redis":
-        urls[settings.coordination.redis_url] = "coordination.redis_url"
-    if settings.intake.redis_stream:
-        urls.setdefault(settings.intake.redis_url, "intake.redis_url")
-    return {key: url for url, key in urls.items()}
-
-
-def _has_azure_identity() -> bool:
-    try:
-        return importlib.util.find_spec("azure.identity") is not None
-    except ModuleNotFoundError:  # not even the azure namespace package
-        return False
 
 
 def _tools_list(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from worker.rounds.approvals import AWAITING_APPROVAL
 from worker.rounds.discovery import Discovery
 from worker.rounds.schedule import Pace, ThreadState, Timeline
 from worker.rounds.scope import UNSUPPORTED_ACTION, active_run, record_left
+from worker.service.api_health import NOT_FOUND_HINT
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -343,8 +344,10 @@ class Poller:
         now = anyio.current_time()
         if not self._dropped or now - self._dropped_logged_at < DROPPED_LOG_INTERVAL_S:
             return
-        log.warning("threads not found; no longer watching them", threads=len(self._dropped),
-                    examples=self._dropped[:3])
+        # None left: the URL is likelier wrong than every thread gone.
+        log.warning("threads not found; no longer watching them" if self._watches else
+                    f"threads not found, none left to watch: {NOT_FOUND_HINT}",
+                    threads=len(self._dropped), examples=self._dropped[:3])
         self._dropped.clear()
         self._dropped_logged_at = now
 

@@ -24,19 +24,56 @@ from worker.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from worker.api.clock import ApiClock
     from worker.api.protocol import RoundsApi
-    from worker.config.settings import WatchSettings
+    from worker.config.settings import Settings, WatchSettings
     from worker.observability.health import Health
     from worker.service.claims import ClaimStore
 
-__all__ = ["check_access", "keep_health"]
+__all__ = [
+    "NOT_FOUND_HINT", "PROBE_THREAD", "check_access", "keep_health", "nothing_watched",
+    "threads_not_found",
+]
 
 log = structlog.get_logger("worker.service.api_health")
 
 # A thread id nobody has: its runs answer 404, which proves the API is there and takes the key.
 PROBE_THREAD = "thread_toolworker_probe"
 CLOCK_OFFSET_WARN_S = 5.0
+# How many watched threads the start (and check-config) reads before it says "not found".
+THREADS_SAMPLED = 3
+NOT_FOUND_HINT = ("the API answers 404 (not found) for every watched thread it was asked about; "
+                  "is base_url right (a compatible server may serve under /api/v1, not /v1), "
+                  "and do the threads exist for this key?")
+
+
+def nothing_watched(settings: Settings) -> str | None:
+    """Why the worker would watch nothing and idle, or None when something can bring threads."""
+    if settings.watch.threads or settings.watch.sessions or settings.watch.discover \
+            or settings.intake.redis_stream \
+            or settings.server.watch_token is not None:
+        return None
+    return ("nothing is watched: [watch] threads is empty and no way in is on (discover, "
+            "[intake] redis_stream, [server] watch_token for POST /v1/watch); the worker idles")
+
+
+async def threads_not_found(client: RoundsApi, threads: Sequence[str]) -> tuple[int, int]:
+    """(not found, asked) for the first few ``threads``; stops at the first one found.
+
+    Raises:
+        ApiError: a failure other than 404, such as a refused key.
+    """
+    asked = 0
+    for thread_id in threads[:THREADS_SAMPLED]:
+        asked += 1
+        try:
+            await client.list_runs(thread_id, limit=1, lane=Lane.IDLE, retries=0)
+        except NotFound:
+            continue
+        return asked - 1, asked
+    return asked, asked
 
 
 async def _ask(client: RoundsApi, watch: WatchSettings) -> None:
@@ -64,8 +101,7 @@ async def check_access(client: RoundsApi, watch: WatchSettings) -> None:
             raise ConfigError(f"the API does not serve the thread listing ({exc}); check "
                               "base_url and backend", key="api.base_url") from exc
         if watch.threads or watch.sessions:
-            log.warning("the first watched thread is not found; check it and base_url",
-                        thread_id=(watch.threads or watch.sessions)[0])
+            await _say_if_none_found(client, watch)
     except ApiStatusError as exc:
         if 400 <= exc.status < 500 and exc.status != 429:
             raise ConfigError(
@@ -76,6 +112,19 @@ async def check_access(client: RoundsApi, watch: WatchSettings) -> None:
         log.warning("could not check API access at start; carrying on", error=str(exc))
     except ApiError as exc:
         log.warning("could not check API access at start; carrying on", error=str(exc))
+
+
+async def _say_if_none_found(client: RoundsApi, watch: WatchSettings) -> None:
+    """The first thread is not found: if the next few are not either, the URL is suspect."""
+    try:
+        watched = watch.threads or watch.sessions
+        missing, asked = await threads_not_found(client, watched)
+    except ApiError:
+        return  # the poller meets it again, and says so
+    if missing == asked:
+        log.warning(NOT_FOUND_HINT, threads=list(watched[:asked]))
+    else:
+        log.warning("the first watched thread is not found; check it", thread_id=watched[0])
 
 
 async def keep_health(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from worker.service.api_health import keep_health
+import structlog
+
+from worker.service.api_health import keep_health, nothing_watched
 from worker.service.connections import connection_cap
 from worker.service.intake import RedisIntake
 from worker.service.redis_connection import replica_name
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["start_edges"]
 
+log = structlog.get_logger("worker.service.startup")
+
 
 async def start_edges(
     tg: anyio.abc.TaskGroup,
@@ -43,6 +47,9 @@ async def start_edges(
 ) -> Server | None:
     """Start every edge the settings ask for in ``tg``; returns the server, once it listens."""
     server = None
+    idle = nothing_watched(settings)
+    if idle is not None:
+        log.warning(idle)
     if settings.server.enabled:
         server = Server(settings.server, metrics, health.readiness, liveness=health.liveness,
                         watch=watch, status=status, max_connections=connection_cap(settings))
