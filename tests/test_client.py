@@ -314,3 +314,22 @@ async def test_idle_and_announced_polls_wait_in_one_line() -> None:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     assert granted[:5] == ["s1", "a1", "a2", "a3", "i1"]
+
+
+async def test_a_listing_longer_than_asked_is_cut_and_counted() -> None:
+    """55,000 runs when 5 were asked for: only 5 are parsed, and the excess is a counted
+    bad answer (issue #25: items are capped as bytes are)."""
+    runs = [{**run_json("completed", id=f"run_{i}"), "required_action": None}
+            for i in range(55_000)]
+    body = json.dumps({"object": "list", "data": runs, "has_more": False})
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    app = app_with(handler, "/v1/threads/thread_1/runs")
+    async with ServedApp(app) as server, make_client(server.url) as client:
+        listed = await client.list_runs("thread_1", limit=5)
+        counted = client._metrics.registry.get_sample_value(
+            "toolworker_api_errors_total", {"endpoint": "list_runs", "kind": "bad_answer"})
+    assert [run.id for run in listed] == [f"run_{i}" for i in range(5)]
+    assert counted == 1

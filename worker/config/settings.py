@@ -96,6 +96,9 @@ class WatchSettings(_Section):
     cancel_check_interval_s: float = Field(default=3.0, gt=0)
     discover: bool = False
     discover_interval_s: float = Field(default=30.0, gt=0)
+    # Pages of the thread listing read per interval at most (100 threads each); a longer
+    # listing is read on in the next interval, so a listing that never ends cannot hold it.
+    discover_max_pages: int = Field(default=100, ge=1)
     # Answer only the runs of these assistants (all when empty); others are left alone.
     assistants: tuple[str, ...] = ()
     # Where what is watched is kept (docs/scaling.md): "auto" is Redis with [coordination]

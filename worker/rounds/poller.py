@@ -82,7 +82,9 @@ class Poller:
         self._send: MemoryObjectSendStream[Round] | None = None
         self._discovery = Discovery(client, settings.discover_interval_s,
                                     known=self._watches.__contains__,
-                                    add=functools.partial(self._add, announced=False))
+                                    add=functools.partial(self._add, announced=False),
+                                    health=health, metrics=metrics,
+                                    max_pages=settings.discover_max_pages)
         for thread_id in configured:
             self._add(thread_id, announced=False)
 
