@@ -229,3 +229,15 @@ async def test_the_agents_beta_header_and_a_key_are_required(sim: Simulator) -> 
                                   max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError):
             await wrong.beta.agents.sessions.list()
+
+
+async def test_turns_are_listed_and_retrieved(sim: Simulator, agents: AsyncAgents) -> None:
+    session_id = sim.create_session(sim.create_agent("a", [ECHO]), json.loads(script(2, 1)))
+    first = (await agents.sessions.retrieve(session_id)).required_actions[0]
+    await agents.sessions.events.create(session_id, events=[{"type": "agent.session.input.cancel"}])
+    turn = await agents.sessions.turns.retrieve(first.turn_id, session_id=session_id)  # type: ignore[union-attr]
+    assert (turn.id, turn.status) == (first.turn_id, "cancelled")  # type: ignore[union-attr]
+    listed = [t.id async for t in agents.sessions.turns.list(session_id)]
+    assert listed == [first.turn_id]  # type: ignore[union-attr]
+    with pytest.raises(openai.NotFoundError, match="No turn found"):
+        await agents.sessions.turns.retrieve("turn_nope", session_id=session_id)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import anyio
 from openai.types.beta import Agent, AgentSession, AgentSessionEvent
+from openai.types.beta.agents.sessions import Turn
 
 from tests.conftest import wait_for
 from tests.simulator.agents_helpers import AGENTS_HEADERS, raw_events, strict
@@ -51,6 +52,8 @@ async def test_agents_sessions_and_pages_match_the_sdk_types(sim: Simulator) -> 
         for item in page["data"]:
             strict(AgentSession, item)
         strict(Agent, (await _json(http, "GET", f"{base}/agents"))["data"][0])
+        turns = await _json(http, "GET", f"{base}/agents/sessions/{inline['id']}/turns")
+        assert [strict(Turn, turn).status for turn in turns["data"]] == ["waiting"]
 
 
 async def test_every_streamed_event_matches_the_sdk_types(sim: Simulator) -> None:

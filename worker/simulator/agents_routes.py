@@ -12,7 +12,13 @@ from aiohttp import web
 from worker.simulator.agents_inputs import check_agent
 from worker.simulator.agents_stream import agents_of, stream_session
 from worker.simulator.replies import ok, page, read_json
-from worker.simulator.wire import RequestRefused, check_fields, check_metadata
+from worker.simulator.wire import (
+    RequestRefused,
+    check_fields,
+    check_metadata,
+    not_found,
+    paginate,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -90,6 +96,21 @@ async def delete_session(request: web.Request) -> web.Response:
     return ok(agents_of(request).delete_session(request.match_info["session_id"]))
 
 
+async def list_turns(request: web.Request) -> web.Response:
+    """GET /agents/sessions/{session_id}/turns: the session's turns, newest first by default."""
+    session = agents_of(request).session(request.match_info["session_id"])
+    return ok(paginate([turn.render() for turn in session.turns], **page(request)))
+
+
+async def retrieve_turn(request: web.Request) -> web.Response:
+    """GET /agents/sessions/{session_id}/turns/{turn_id}."""
+    session = agents_of(request).session(request.match_info["session_id"])
+    turn = session.turn_by_id(request.match_info["turn_id"])
+    if turn is None:
+        raise not_found("turn", request.match_info["turn_id"])
+    return ok(turn.render())
+
+
 async def create_session_events(request: web.Request) -> web.Response:
     """POST /agents/sessions/{session_id}/events: 202 once accepted, with an empty body."""
     body = await read_json(request)
@@ -130,6 +151,8 @@ AGENT_ROUTES = (
     ("DELETE", "/agents/sessions/{session_id}", delete_session),
     ("POST", "/agents/sessions/{session_id}/events", create_session_events),
     ("GET", "/agents/sessions/{session_id}/events", stream_session_events),
+    ("GET", "/agents/sessions/{session_id}/turns", list_turns),
+    ("GET", "/agents/sessions/{session_id}/turns/{turn_id}", retrieve_turn),
     ("POST", "/agents", create_agent),
     ("GET", "/agents", list_agents),
     ("GET", "/agents/{agent_id}", retrieve_agent),

@@ -50,6 +50,8 @@ ENDPOINTS = (
     "delete_session",
     "create_session_events",
     "stream_session_events",
+    "list_turns",
+    "retrieve_turn",
     "create_agent",
     "list_agents",
     "retrieve_agent",
