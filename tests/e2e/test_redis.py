@@ -127,6 +127,25 @@ async def test_each_entry_reaches_one_replica(redis_server: RedisServer) -> None
                                   for i in range(20))
 
 
+async def test_a_session_id_entry_is_watched_and_a_thread_and_session_entry_refused(
+    redis_server: RedisServer,
+) -> None:
+    """backend "agents": an entry with a session_id is watched as a thread; one naming both a
+    thread and a session is refused as a bad request."""
+    seen: list[tuple[str, str | None]] = []
+    intake = await intake_for(redis_server, seen, "one")
+    client = connect_redis(redis_server.url)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(intake.run)
+        await client.xadd("s", {"thread_id": "thread_1", "session_id": "sess_1"})
+        await enqueue(client, session_id="sess_2", stream="s")
+        await wait_for(lambda: intake.handled == 1, what="the session entry")
+        tg.cancel_scope.cancel()
+    await client.aclose()
+    assert seen == [("sess_2", None)]
+    assert intake.refusals.total == {"bad_request": 1}
+
+
 async def test_a_dead_consumers_entries_are_taken_over(redis_server: RedisServer) -> None:
     """Entries read but never acknowledged by a dead replica are claimed by another."""
     client = connect_redis(redis_server.url)
