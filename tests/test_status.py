@@ -19,7 +19,7 @@ from worker.handlers.registry import Registry
 from worker.models import CallOutcome, Round, ToolCall, ToolOutput
 from worker.observability.metrics import Metrics
 from worker.service.server import Server
-from worker.service.status import StatusBoard, StatusSources, render_status
+from worker.service.status import MAX_TOOL_ROWS, StatusBoard, StatusSources, render_status
 from worker.simulator import Simulator
 
 if TYPE_CHECKING:
@@ -48,6 +48,44 @@ def board(in_flight: set[Round], *, log_arguments: bool = False,
         in_flight=in_flight, readiness=lambda: (ready, reasons), watched=lambda: 12,
         budget=RequestBudget(100), streams_open=lambda: 3.0, max_streams=96,
         claims_backend="local"), log_arguments=log_arguments)
+
+
+class TestNamesFromOutside:
+    """Tool names come from the API: nothing the board keeps by name may grow with them."""
+
+    async def test_names_the_registry_does_not_know_share_one_row(self) -> None:
+        status = StatusBoard(board(set())._sources, tools={"add"})
+        many = [ToolOutput(f"c{i}", "x", f"made_up_{i}", CallOutcome.ERROR, 0.0)
+                for i in range(1000)]
+        status.round_done(make_round(), [*many, ToolOutput("a", "3", "add", CallOutcome.OK, 0.1)],
+                          "ok")
+        rows = {row["tool"]: row["calls"] for row in status.snapshot()["tools"]}
+        assert rows == {"(unknown)": 1000, "add": 1}
+
+    async def test_without_a_registry_rows_are_capped(self) -> None:
+        status = board(set())
+        for r in range(5):
+            status.round_done(make_round(), [
+                ToolOutput(f"c{i}", "x", f"name_{r}_{i}", CallOutcome.OK, 0.0)
+                for i in range(100)], "ok")
+        tools = [row["tool"] for row in status.snapshot()["tools"]]
+        assert len(tools) == MAX_TOOL_ROWS + 1
+        assert "(other)" in tools
+
+    async def test_a_round_lists_a_few_names_each_cut(self) -> None:
+        round_ = make_round()
+        long_round = Round(
+            thread_id="thread_1", run_id="run_1", assistant_id="asst_1", expires_at=None,
+            tool_calls=tuple(ToolCall(f"call_{i}", "n" * 10_000, "{}") for i in range(1000)),
+            detected_at=round_.detected_at, expiry=round_.expiry)
+        status = board({long_round})
+        status.round_done(long_round, [], "ok")
+        snapshot = status.snapshot()
+        for listed in (snapshot["in_flight"][0]["tools"], snapshot["recent_rounds"][0]["tools"]):
+            assert len(listed) == 11
+            assert listed[-1] == "(+990 more)"
+            assert max(len(name) for name in listed) <= 64
+        assert len(render_status(snapshot)) < 20_000
 
 
 class TestBoard:

@@ -123,7 +123,8 @@ class Worker:
                                       clock=self.clock, scope=scope, approvals=approvals,
                                       streams=live_streams(client))
         self.status = StatusBoard.for_worker(self.settings, self.metrics, self.health,
-                                             self._in_flight, lambda: poller.watched, client.budget)
+                                             self._in_flight, lambda: poller.watched,
+                                             client.budget, scope.tools)
         pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,
                                   self.clock, resources, scope=scope, tracing=self.tracing,
                                   board=self.status, approvals=approvals)

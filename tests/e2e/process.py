@@ -93,6 +93,12 @@ class Daemon:
                     self.lines.append({"event": "(not json)", "text": line.decode()})
         return True
 
+    async def drain(self) -> None:
+        """Read log lines until the process exits: run it in a task while a test does other
+        things, so a worker that logs much never blocks on a full pipe."""
+        while await self._read():
+            pass
+
     def signal(self, signum: signal.Signals = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -20,11 +21,9 @@ from tests.e2e.conftest import calls, start_runs
 from tests.e2e.process import ROOT, SIM_KEY, Daemon, command, environment, write_config
 from tests.redis_server import free_port
 from worker.service.redis_connection import connect_redis
-from worker.simulator import Simulator
+from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -253,3 +252,70 @@ async def test_slow_and_idle_connections_are_closed(tmp_path: Path) -> None:
 def refused_lines(page: str) -> list[tuple[str, str]]:
     return [tuple(line.split(" ")) for line in page.splitlines()  # type: ignore[misc]
             if line.startswith("toolworker_http")]
+
+
+# --- Names from outside: a thousand new tool names a round ------------------------------------
+
+NAMES_PER_ROUND = 1000
+WARM_ROUNDS = 3
+ROUNDS_MEASURED = 60
+
+
+def made_up(round_index: int) -> list[ToolCallScript]:
+    return [ToolCallScript(f"made_up_{round_index}_{i}_{'x' * 40}", "{}")
+            for i in range(NAMES_PER_ROUND)]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_thousand_new_tool_names_a_round_keep_memory_and_the_status_page_bounded(
+    tmp_path: Path,
+) -> None:
+    """Unknown names share one metric label and one status row; the worker's RSS stays within
+    50 MiB of where it was after the first rounds, and /status stays small."""
+    async with Simulator(api_key=SIM_KEY) as sim:
+        assistant_id = sim.create_assistant(name="test", tools=[])
+        thread_id = sim.create_thread()
+        port = free_port()
+        config = write_config(tmp_path / "w.toml", sim, [thread_id],
+                              server={"enabled": True, "host": "127.0.0.1", "port": port})
+        worker = await Daemon.start(config)
+        try:
+            await worker.wait_for_event("worker started")
+
+            async def rounds(first: int, count: int) -> None:
+                run_id = sim.create_run(thread_id, assistant_id, rounds=[
+                    made_up(first + r) for r in range(count)])
+                await wait_for(lambda: sim.run(run_id)["status"] == "completed", timeout_s=90,
+                               what=f"{count} rounds of made-up names")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.drain)
+                await rounds(0, WARM_ROUNDS)
+                start_mib = rss_mib(worker.process.pid)
+                await rounds(WARM_ROUNDS, ROUNDS_MEASURED)
+                end_mib = rss_mib(worker.process.pid)
+                async with aiohttp.ClientSession() as session:
+                    started = anyio.current_time()
+                    async with session.get(f"http://127.0.0.1:{port}/status") as response:
+                        page = await response.read()
+                    page_s = anyio.current_time() - started
+                    metrics_page = await metrics_of(session, port)
+                tg.cancel_scope.cancel()
+        finally:
+            await worker.aclose()
+    names = (WARM_ROUNDS + ROUNDS_MEASURED) * NAMES_PER_ROUND
+    print(f"\n{names} made-up names: RSS {start_mib:.0f} -> {end_mib:.0f} MiB; /status "  # noqa: T201
+          f"{len(page)} bytes in {page_s * 1000:.0f} ms; {len(worker.raw)} bytes of log")
+    assert end_mib - start_mib < 50
+    assert len(page) < 100_000
+    assert metrics_page.count("made_up_") == 0
+    assert page.count(b"made_up_") <= 10 * 10  # ten rounds shown, ten names each
+    assert len(worker.raw) < 500_000, "no line per call, no line listing every name"
+    too_many = worker.events("round has too many tool calls; the excess answered with an error")
+    assert len(too_many) == WARM_ROUNDS + ROUNDS_MEASURED  # one line a round, not per call

@@ -37,6 +37,11 @@ TRUNCATION_MARKER = "\n[output truncated by tool-worker: {dropped} of {total} ch
 
 log = structlog.get_logger("worker.rounds.dispatch")
 
+# Every tool name the registry does not know counts under this one label.
+UNKNOWN_LABEL = "(unknown)"
+NAMES_SHOWN = 5
+MAX_NAME_SHOWN = 66
+
 
 def round_deadline(round_: Round, settings: ToolsSettings) -> float:
     """The anyio-clock time by which the round's outputs must be ready to submit.
@@ -107,15 +112,32 @@ class Dispatcher:
                     tg.start_soon(answer, index, call)
         for index, call in enumerate(round_.tool_calls[limit:], start=limit):
             outputs[index] = self._refuse_excess(call, len(round_.tool_calls))
-        return [output for output in outputs if output is not None]
+        answered = [output for output in outputs if output is not None]
+        self._log_round(round_, answered)
+        return answered
+
+    def _log_round(self, round_: Round, outputs: list[ToolOutput]) -> None:
+        """One line per round for its unknown tools and one for its excess calls, not one per
+        call: a round of a thousand made-up names must not write a thousand lines."""
+        unknown = [o.tool for o in outputs if o.outcome is CallOutcome.UNKNOWN_TOOL]
+        if unknown:
+            names = sorted({repr(name)[:MAX_NAME_SHOWN] for name in unknown})
+            log.warning("model called an unknown tool", calls=len(unknown),
+                        tools=names[:NAMES_SHOWN], distinct=len(names),
+                        available=sorted(self._names)[:NAMES_SHOWN])
+        limit = self._settings.max_calls_per_round
+        if len(round_.tool_calls) > limit:
+            log.warning("round has too many tool calls; the excess answered with an error",
+                        tool_calls=len(round_.tool_calls), limit=limit)
 
     def _observe(self, tool: str, outcome: CallOutcome, duration_s: float) -> None:
-        # Labelled children are looked up once per (tool, outcome): .labels() is not free.
-        key = (tool, outcome)
+        # Labelled children are looked up once per (label, outcome): .labels() is not free.
+        # Keyed by the label, not the name: names from the API are unbounded, labels are not.
+        unknown = outcome is CallOutcome.UNKNOWN_TOOL or tool not in self._names
+        label = UNKNOWN_LABEL if unknown else tool
+        key = (label, outcome)
         children = self._children.get(key)
         if children is None:
-            unknown = outcome is CallOutcome.UNKNOWN_TOOL
-            label = "(unknown)" if unknown else tool
             children = self._children[key] = (
                 self._metrics.tool_calls.labels(label, outcome.value),
                 None if unknown else self._metrics.tool_call_duration.labels(label),
@@ -127,9 +149,8 @@ class Dispatcher:
 
     def _refuse_excess(self, call: ToolCall, count: int) -> ToolOutput:
         limit = self._settings.max_calls_per_round
-        self._metrics.tool_calls.labels(call.name if call.name in self._names else "(unknown)",
+        self._metrics.tool_calls.labels(call.name if call.name in self._names else UNKNOWN_LABEL,
                                         CallOutcome.ERROR.value).inc()
-        log.warning("round has too many tool calls", tool_calls=count, limit=limit)
         text = (f"Error: this round asked for {count} tool calls; only the first {limit} were "
                 "run. Call fewer tools at once.")
         return ToolOutput(call.id, text, call.name, CallOutcome.ERROR, 0.0)
@@ -163,8 +184,7 @@ class Dispatcher:
     ) -> tuple[str, CallOutcome]:
         try:
             spec = self._registry.get(call.name)
-        except ToolNotFound as exc:
-            log.warning("model called an unknown tool", available=exc.available)
+        except ToolNotFound as exc:  # logged once for the round, by _log_round
             return f"Error: {exc}.", CallOutcome.UNKNOWN_TOOL
         try:
             kwargs = self._parse(spec, call)

@@ -58,7 +58,8 @@ def record_left(run: Run, reason: str, metrics: Metrics) -> None:
     metrics.runs_skipped.labels(reason).inc()
     log.info(_LEAVING[reason], run_id=run.id, reason=reason, action=run.required_action_type,
              assistant_id=run.assistant_id,
-             tools=sorted({c.name for c in run.tool_calls} | {c.name for c in run.approval_calls}))
+             # Names come from the API: ten of them, each cut, keep the line short.
+             tools=sorted({c.name[:64] for c in (*run.tool_calls, *run.approval_calls)})[:10])
 
 
 def unknown_policy(settings: Settings) -> str:

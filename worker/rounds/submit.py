@@ -96,7 +96,7 @@ class Submitter:
             tool_calls=len(outputs),
             latency_s=round(latency_s, 4),
             outcomes=dict(Counter(o.outcome.value for o in outputs)),
-            tools=dict(Counter(o.tool for o in outputs)),
+            tools=_tool_counts(outputs),
         )
         return result
 
@@ -222,3 +222,13 @@ def _may_have_applied(exc: ApiError) -> bool:
     if isinstance(exc, ApiStatusError):
         return exc.status >= 500
     return isinstance(exc, ApiTimeout | BadAnswer)
+
+
+def _tool_counts(outputs: Sequence[ToolOutput], shown: int = 10) -> dict[str, int]:
+    """Calls per tool for the log line: the ``shown`` most called, the rest summed, so a round
+    of a thousand made-up names is one short line (names come from the API)."""
+    counts = Counter(o.tool[:64] for o in outputs).most_common()
+    kept = dict(counts[:shown])
+    if len(counts) > shown:
+        kept["(others)"] = sum(n for _, n in counts[shown:])
+    return kept

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from worker.api.budget import RequestBudget
     from worker.config.settings import Settings
@@ -33,6 +33,14 @@ RECENT_SHOWN = 10  # on the page; /status.json has all RECENT_ROUNDS
 IN_FLIGHT_SHOWN = 50
 # Durations kept per tool for its percentiles: recent behaviour, in bounded memory.
 SAMPLES_PER_TOOL = 500
+# Tool names come from the API, so nothing keyed by them may grow without bound: names the
+# registry does not know share one row, at most MAX_TOOL_ROWS rows exist (later names share
+# "(other)"), and a round lists at most NAMES_SHOWN names, each cut to NAME_CHARS.
+UNKNOWN_ROW = "(unknown)"
+OTHER_ROW = "(other)"
+MAX_TOOL_ROWS = 200
+NAMES_SHOWN = 10
+NAME_CHARS = 64
 REFRESH_MS = 1000
 
 
@@ -59,6 +67,7 @@ class _Finished:
     finished_at: float  # epoch seconds
     # "tool: outcome" of each call that did not end ok: a submitted round can hold errors.
     failed_calls: tuple[str, ...] = ()
+    failed_count: int = 0  # all of them; failed_calls shows the first few
 
 
 class _ToolStats:
@@ -75,7 +84,7 @@ class StatusBoard:
     @classmethod
     def for_worker(cls, settings: Settings, metrics: Metrics, health: Health,
                    in_flight: Collection[Round], watched: Callable[[], int],
-                   budget: RequestBudget) -> StatusBoard:
+                   budget: RequestBudget, tools: Collection[str]) -> StatusBoard:
         """The board of a running worker, read live from its stages."""
         api = settings.api
         sources = StatusSources(
@@ -85,9 +94,13 @@ class StatusBoard:
             max_streams=api.max_streams if api.stream else 0,
             claims_backend=settings.coordination.backend,
         )
-        return cls(sources, log_arguments=settings.logging.log_arguments)
+        return cls(sources, log_arguments=settings.logging.log_arguments, tools=tools)
 
-    def __init__(self, sources: StatusSources, *, log_arguments: bool = False) -> None:
+    def __init__(self, sources: StatusSources, *, log_arguments: bool = False,
+                 tools: Collection[str] | None = None) -> None:
+        """``tools``: the registry's names; others share one row (None: every name its own,
+        up to ``MAX_TOOL_ROWS``)."""
+        self._known = None if tools is None else frozenset(tools)
         self._sources = sources
         self._log_arguments = log_arguments
         self._started = time.time()
@@ -105,13 +118,26 @@ class StatusBoard:
         self._rounds[outcome] += 1
         failed = tuple(f"{o.tool}: {o.outcome.value}" for o in outputs if o.outcome.value != "ok")
         self._recent.appendleft(_Finished(
-            round_.run_id, round_.thread_id, tuple(call.name for call in round_.tool_calls),
-            outcome, anyio.current_time() - round_.detected_at, time.time(), failed))
+            round_.run_id, round_.thread_id, _names(call.name for call in round_.tool_calls),
+            outcome, anyio.current_time() - round_.detected_at, time.time(), _names(failed),
+            len(failed)))
         for output in outputs:
-            stats = self._tools.get(output.tool) or self._tools.setdefault(output.tool,
-                                                                           _ToolStats())
+            stats = self._stats(output)
             stats.outcomes[output.outcome.value] += 1
             stats.durations.append(output.duration_s)
+
+    def _stats(self, output: ToolOutput) -> _ToolStats:
+        """The row an output counts in: its tool's, or a shared one for names from outside."""
+        name = output.tool
+        if output.outcome.value == "unknown_tool" or (
+                self._known is not None and name not in self._known):
+            name = UNKNOWN_ROW
+        stats = self._tools.get(name)
+        if stats is None:
+            if len(self._tools) >= MAX_TOOL_ROWS:
+                name = OTHER_ROW
+            stats = self._tools.get(name) or self._tools.setdefault(name, _ToolStats())
+        return stats
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page shows, as JSON-ready values (``/status.json``)."""
@@ -140,12 +166,12 @@ class StatusBoard:
             entry: dict[str, Any] = {
                 "thread_id": round_.thread_id,
                 "run_id": round_.run_id,
-                "tools": [call.name for call in round_.tool_calls],
+                "tools": list(_names(call.name for call in round_.tool_calls)),
                 "elapsed_s": round(now - round_.detected_at, 1),
                 "expires_in_s": None if round_.expiry is None else round(round_.expiry - now, 1),
             }
             if self._log_arguments:
-                entry["arguments"] = [call.arguments[:200] for call in round_.tool_calls]
+                entry["arguments"] = [c.arguments[:200] for c in round_.tool_calls[:NAMES_SHOWN]]
             shown.append(entry)
         return shown
 
@@ -157,6 +183,7 @@ class StatusBoard:
             "tools": list(done.tools),
             "outcome": done.outcome,
             "failed_calls": list(done.failed_calls),
+            "failed_count": done.failed_count,
             "latency_ms": round(done.latency_s * 1000),
             "finished_at": datetime.fromtimestamp(done.finished_at, UTC).isoformat(
                 timespec="seconds"),
@@ -175,6 +202,14 @@ class StatusBoard:
                 "p95_ms": _percentile_ms(ordered, 0.95),
             })
         return table
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    """At most ``NAMES_SHOWN`` names, each cut to ``NAME_CHARS``, and how many more there were."""
+    every = list(names)
+    shown = tuple(name[:NAME_CHARS] for name in every[:NAMES_SHOWN])
+    more = len(every) - len(shown)
+    return (*shown, f"(+{more} more)") if more else shown
 
 
 def read_gauge(gauge: Any) -> float:
@@ -304,7 +339,8 @@ def _round_outcome(r: dict[str, Any]) -> str:
     failed = r.get("failed_calls") or []
     if r["outcome"] == "ok" and not failed:
         return '<span class="badge ok">ok</span>'
-    label = r["outcome"] if not failed else f"{r['outcome']}, {len(failed)} failed"
+    count = r.get("failed_count", len(failed))
+    label = r["outcome"] if not failed else f"{r['outcome']}, {count} failed"
     detail = f' <small>{_e("; ".join(failed))}</small>' if failed else ""
     return f'<span class="badge bad">{_e(label)}</span>{detail}'
 
