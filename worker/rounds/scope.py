@@ -59,7 +59,8 @@ def record_left(run: Run, reason: str, metrics: Metrics) -> None:
     log.info(_LEAVING[reason], run_id=run.id, reason=reason, action=run.required_action_type,
              assistant_id=run.assistant_id,
              # Names come from the API: ten of them, each cut, keep the line short.
-             tools=sorted({c.name[:64] for c in (*run.tool_calls, *run.approval_calls)})[:10])
+             tools=sorted({c.name[:64] for c in run.tool_calls}
+                          | {c.name[:64] for c in run.approval_calls})[:10])
 
 
 def unknown_policy(settings: Settings) -> str:
