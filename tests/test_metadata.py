@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from aiohttp import web
 
+from tests.conftest import ServedApp
 from tests.e2e.conftest import calls, run_worker
 from tests.handlers.resourced import whoami, whoami_sync
+from worker.api.backends import build_profile
+from worker.api.client import ApiClient
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
 from worker.errors import NotFound
+from worker.observability.metrics import Metrics
 from worker.rounds.thread_metadata import ThreadMetadataCache
 from worker.simulator import Simulator
-from worker.testing import call_tool, fake_context, run_tools
+from worker.testing import call_tool, capture_logs, fake_context, run_tools
 
 
 @pytest.mark.e2e
@@ -81,3 +88,35 @@ class TestThreadMetadataCache:
         with pytest.raises(NotFound):
             await cache.get("t")
         assert await cache.get("t") == {"a": "b"}
+
+
+@pytest.mark.e2e
+async def test_thread_metadata_served_as_metadata_underscore_is_read() -> None:
+    """A server that names the field `metadata_` (the metadata_underscore quirk): the handler
+    still sees the thread's metadata, not an empty mapping."""
+    async with Simulator(api_key="sk-test", quirks=["metadata_underscore"]) as sim:
+        assistant_id = sim.create_assistant(name="a")
+        thread_id = sim.create_thread(metadata={"tenant_id": "t1"})
+        run_id = sim.create_run(thread_id, assistant_id, metadata={"user_id": "u1"},
+                                rounds=[calls(("whoami", {}))])
+        await run_worker(sim, [thread_id], modules=["tests.handlers.resourced"])
+        (submission,) = sim.accepted_submissions(run_id)
+        assert json.loads(submission.tool_outputs[0][1])["tenant"] == "t1"
+
+
+async def test_a_thread_object_without_metadata_is_said_once() -> None:
+    """No `metadata` nor `metadata_`: an empty mapping, and one warning however many reads."""
+    async def bare_thread(_request: web.Request) -> web.Response:
+        return web.json_response({"id": "thread_1", "object": "thread"})
+
+    app = web.Application()
+    app.router.add_get("/v1/threads/{thread_id}", bare_thread)
+    async with ServedApp(app) as served:
+        settings = ApiSettings(base_url=f"{served.url}/v1")
+        with capture_logs() as logs:
+            async with ApiClient(build_profile(settings, Secret("sk-test")), settings,
+                                 Metrics()) as client:
+                for _ in range(3):
+                    assert dict(await client.retrieve_thread_metadata("thread_1")) == {}
+    assert [e["event"] for e in logs] == [
+        "the API's thread objects have no metadata field; ctx.thread_metadata() is empty"]

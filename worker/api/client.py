@@ -61,6 +61,7 @@ class ApiClient:
         self._output_type = profile.tool_output_type
         self.budget = self._transport.budget
         self._streams_open = 0
+        self._said_no_metadata = False  # warned once that thread objects lack metadata
 
     async def __aenter__(self) -> Self:
         await self._transport.__aenter__()
@@ -254,7 +255,15 @@ class ApiClient:
         answer = await self._transport.request(
             "GET", "retrieve_thread", ids.path("/threads/{thread_id}", thread_id=thread_id),
         )
-        return parse_metadata(answer.data.get("metadata"))
+        if "metadata" in answer.data:
+            return parse_metadata(answer.data["metadata"])
+        if "metadata_" in answer.data:  # the metadata_underscore quirk (an ORM's reserved name)
+            return parse_metadata(answer.data["metadata_"])
+        if not self._said_no_metadata:
+            self._said_no_metadata = True
+            log.warning("the API's thread objects have no metadata field; "
+                        "ctx.thread_metadata() is empty", thread_id=thread_id)
+        return {}
 
     async def list_assistants(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The key's assistants."""

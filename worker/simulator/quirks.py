@@ -16,6 +16,8 @@ asks for a server that differs:
 - `partial_submissions`: a submission that leaves out some of the round's tool calls is
   accepted and the run moves on to its next round (or completes); the calls left out are never
   answered. Unknown or repeated tool_call_ids are still refused with a 400.
+- `metadata_underscore`: a thread is shown with its metadata under `metadata_` (a server whose
+  ORM reserves the name `metadata`), and no `metadata` field.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ Quirk = Literal[
     "plain_ids",
     "empty_required_action",
     "partial_submissions",
+    "metadata_underscore",
 ]
 QUIRKS: tuple[Quirk, ...] = get_args(Quirk)
 

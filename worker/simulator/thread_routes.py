@@ -71,7 +71,11 @@ async def create_thread(request: web.Request) -> web.Response:
 
 
 async def retrieve_thread(request: web.Request) -> web.Response:
-    return ok(state_of(request).retrieve_thread(request.match_info["thread_id"]))
+    state = state_of(request)
+    thread = state.retrieve_thread(request.match_info["thread_id"])
+    if "metadata_underscore" in state.quirks:
+        thread = {("metadata_" if k == "metadata" else k): v for k, v in thread.items()}
+    return ok(thread)
 
 
 async def modify_thread(request: web.Request) -> web.Response:
