@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
+import anyio
 import structlog
 
 from worker import ids
@@ -186,17 +187,24 @@ class ApiClient:
         self._streams_open += 1
         self._metrics.streams_open.inc()
         try:
-            async for event in read_events(response.content.iter_any(), endpoint=endpoint,
-                                           max_event_bytes=self._settings.max_response_bytes):
-                if event.name == "error":
-                    raise BadAnswer(endpoint, f"the stream reported an error: {event.data[:200]}")
-                if event.name.startswith("thread.run.") and event.name.count(".") == 2:
-                    last = parse_run(endpoint, json.loads(event.data), thread_id=thread_id,
-                                     run_id=run_id)
-                    if event.name in RUN_ENDS:
-                        return last
-                elif event.name == "done":
-                    break
+            # A stream that never ends must not hold the round's slot for ever: past
+            # stream_max_s the outputs (accepted already) stay, and the run is polled.
+            with anyio.move_on_after(self._settings.stream_max_s) as deadline:
+                async for event in read_events(response.content.iter_any(), endpoint=endpoint,
+                                               max_event_bytes=self._settings.max_response_bytes):
+                    if event.name == "error":
+                        raise BadAnswer(endpoint, f"the stream reported an error: "
+                                                  f"{event.data[:200]}")
+                    if event.name.startswith("thread.run.") and event.name.count(".") == 2:
+                        last = parse_run(endpoint, json.loads(event.data), thread_id=thread_id,
+                                         run_id=run_id)
+                        if event.name in RUN_ENDS:
+                            return last
+                    elif event.name == "done":
+                        break
+            if deadline.cancelled_caught:
+                raise TimeoutError(f"the stream lasted over [api] stream_max_s = "
+                                   f"{self._settings.stream_max_s:g} s")
         except (aiohttp.ClientError, TimeoutError, ApiError, ValueError, RecursionError) as exc:
             self._metrics.streams_broken.inc()
             log.info("the stream broke after the outputs were accepted; looking at the run",

@@ -61,6 +61,9 @@ class ApiSettings(_Section):
     stream: bool = True
     max_streams: int = Field(default=96, ge=1)
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    # A stream that lasts longer than this in all (events trickling in for ever) is given up
+    # too: the outputs it carried were accepted, and the run is polled from then on.
+    stream_max_s: float = Field(default=600.0, gt=0)
     # backend = "azure" only: the api-version of every request, and how to authenticate.
     api_version: str = "v1"
     # Foundry project endpoints take Microsoft Entra ID tokens; "api_key" is for gateways.
