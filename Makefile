@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## the worker against the built-in simulator (DEMO_ARGS="--linger 60" keeps /status up)
+demo: $(STAMP)  ## the worker against the built-in simulator (DEMO_ARGS="--linger 60" keeps /status up; "--protocol agents": Agents API sessions)
 	$(BIN)/tool-worker demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## the whole suite

@@ -27,6 +27,17 @@ def test_demo_processes_every_run_and_exits_0(capsys: pytest.CaptureFixture[str]
     assert out.count(" round ") >= 10
 
 
+def test_demo_serves_agents_api_sessions(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tool-worker demo --protocol agents`: the same, each round a session's turn."""
+    assert main(["demo", "--protocol", "agents", "--runs", "4", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "4 Agents API sessions" in out
+    assert "4 sessions idle" in out
+    assert "0 duplicates" in out
+    assert out.rstrip().endswith("demo OK")
+    assert out.count(" sess_") >= 8
+
+
 def test_tools_list_shows_the_ready_made_tools(capsys: pytest.CaptureFixture[str]) -> None:
     """`tools list` names each tool with its description."""
     assert main(["tools", "list"]) == 0

@@ -127,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser("simulate", help="serve the built-in fake Assistants API"))
 
     demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
-    demo.add_argument("--runs", type=int, default=24, help="how many runs to process")
+    demo.add_argument("--runs", type=int, default=24,
+                      help="how many runs (Agents API sessions) to process")
+    demo.add_argument("--protocol", choices=("assistants", "agents"), default="assistants",
+                      help="Assistants runs, or OpenAI Agents API sessions (backend = agents)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--port", type=int, default=9464,
                       help="the status page's port (0: any free one)")
@@ -366,5 +369,6 @@ def _demo(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")
     ok = anyio.run(lambda: run_demo(runs=args.runs, seed=args.seed, port=args.port,
+                                    protocol=args.protocol,
                                     linger_s=args.linger))
     return EXIT_OK if ok else EXIT_FAILURE
