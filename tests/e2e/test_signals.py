@@ -8,14 +8,19 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from tests.e2e.conftest import SIM_KEY, make_worker
+from tests.e2e.conftest import (
+    SIM_KEY,
+    assert_each_round_submitted_once,
+    calls,
+    make_worker,
+    start_runs,
+)
 from worker.cli import main
+from worker.simulator import Simulator
 from worker.testing import capture_logs
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from worker.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +87,18 @@ async def test_the_start_warns_when_nothing_is_watched(sim: Simulator) -> None:
             await tg.start(worker.run)
             worker.stop()
     assert [e["event"] for e in logs if e["event"].startswith("nothing is watched")]
+
+
+async def test_a_round_replayed_by_the_submission_stream_is_not_counted_as_found() -> None:
+    """A server whose submission stream replays the round just answered: every round is
+    submitted once, each is found by a poll, and none is counted as found by the stream."""
+    async with Simulator(api_key=SIM_KEY, seed=2, quirks=["stream_replays_round"]) as sim:
+        threads, runs = start_runs(sim, [[calls(("add", {"a": r, "b": 1})) for r in range(3)]] * 2)
+        worker = make_worker(sim.base_url, threads)
+        with anyio.fail_after(20):
+            await worker.run(until_idle=True)
+        assert_each_round_submitted_once(sim, runs, [3, 3])
+    found = functools.partial(worker.metrics.registry.get_sample_value,
+                              "toolworker_rounds_found_total")
+    assert found({"by": "stream"}) == 0
+    assert found({"by": "poll"}) == 6

@@ -169,6 +169,10 @@ class Pipeline:
             return None, RUN_ENDED  # the stream saw the run end: nothing left to look at
         if run is None or not run.wants_tool_outputs or not follow or not self._serves(run):
             return None, result.poll_after_s
+        if {c.id for c in run.tool_calls} == {c.id for c in round_.tool_calls}:
+            # Some servers' streams replay the round just answered: not a round found.
+            log.debug("the submission's stream showed the round just answered; ignored")
+            return None, result.poll_after_s
         self.metrics.rounds_found.labels("stream").inc()
         return Round.from_run(run, anyio.current_time(), api_now=self.clock.now()), None
 

@@ -18,6 +18,9 @@ asks for a server that differs:
   answered. Unknown or repeated tool_call_ids are still refused with a 400.
 - `metadata_underscore`: a thread is shown with its metadata under `metadata_` (a server whose
   ORM reserves the name `metadata`), and no `metadata` field.
+- `stream_replays_round`: a submission with `"stream": true` streams the round it has just
+  answered (`thread.run.requires_action` with the calls it answered) and ends; the run has
+  moved on, and a client learns its next round by reading the run.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ Quirk = Literal[
     "empty_required_action",
     "partial_submissions",
     "metadata_underscore",
+    "stream_replays_round",
 ]
 QUIRKS: tuple[Quirk, ...] = get_args(Quirk)
 

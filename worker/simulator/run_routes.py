@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from worker.simulator.replies import ok, page, read_json, state_of
@@ -115,7 +116,10 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     if wants_stream(body):
 
         def apply() -> tuple[str, Sequence[Event]]:
+            answered = copy.deepcopy(state.retrieve_run(thread_id, run_id))
             run = state.submit_tool_outputs(thread_id, run_id, body)
+            if "stream_replays_round" in state.quirks:  # the round just answered, once more
+                return run_id, [("thread.run.requires_action", answered)]
             return run_id, [("thread.run.queued", run)]
 
         return await stream_run(request, apply)
