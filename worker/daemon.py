@@ -135,7 +135,7 @@ class Worker:
                 watch_signals=self._shutdown.watch_signals)
             tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
             log.info("worker started", tools=[t.name for t in self.registry],
-                     threads=len(self.settings.watch.threads), **scope.facts())
+                     threads=poller.watched, **scope.facts())
             task_status.started()
             with self._shutdown.rounds:
                 await pipeline.serve(receive, poller.round_finished, in_flight=self._in_flight,

@@ -219,7 +219,7 @@ class ApprovalRule(_Section):
 
 
 class ApprovalsSettings(_Section):
-    """``[approvals]``: how MCP tool calls waiting for approval are answered (backend azure).
+    """``[approvals]``: how MCP tool calls waiting for approval are answered (azure, agents).
 
     The first rule that matches a call decides it; a call no rule matches is left for a person.
     """

@@ -1,7 +1,8 @@
-"""Approvals: the ``[approvals]`` rules that approve, deny or leave MCP tool calls (Azure).
+"""Approvals: the ``[approvals]`` rules that approve, deny or leave MCP tool calls.
 
 Azure's agents service stops a run before it calls a tool of an MCP server that requires
-approval: the run waits in ``requires_action`` with ``submit_tool_approval``. The policy
+approval: the run waits in ``requires_action`` with ``submit_tool_approval``; an Agents API
+session waits with ``mcp_approval_request`` actions, read the same way. The policy
 decides each call by the first rule whose glob patterns match its server label and tool
 name; a call no rule matches is left for a person. A run is answered only when every call
 is approved or denied, in one submission; otherwise the whole run is left alone.
@@ -79,8 +80,9 @@ class ApprovalPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApprovalPolicy | None:
-        """The configured policy; None off the azure backend (OpenAI runs have no approvals)."""
-        if settings.api.backend != "azure":
+        """The configured policy; None for Assistants runs (they have no approvals): Azure's
+        MCP approvals and the Agents API's ``mcp_approval_request`` actions have one."""
+        if settings.api.backend == "openai":
             return None
         rules = tuple(Rule(index, rule.server_label, rule.tool, Decision(rule.decision))
                       for index, rule in enumerate(settings.approvals.rules))

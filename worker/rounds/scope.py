@@ -66,12 +66,14 @@ def record_left(run: Run, reason: str, metrics: Metrics) -> None:
 def unknown_policy(settings: Settings) -> str:
     """``[tools] unknown`` as it applies: "error" unless set, or the worker follows every thread.
 
-    A worker that discovers every thread of a project without naming its assistants shares
-    the project with other deployments, so a tool it does not have is another's.
+    A worker that discovers every thread of a project without naming its assistants (or, for
+    sessions, the agents it lists) shares the project with other deployments, so a tool it
+    does not have is another's.
     """
     if settings.tools.unknown is not None:
         return settings.tools.unknown
-    return "leave" if settings.watch.discover and not settings.watch.assistants else "error"
+    named = settings.watch.assistants or settings.watch.agents
+    return "leave" if settings.watch.discover and not named else "error"
 
 
 @dataclass(frozen=True, slots=True)
