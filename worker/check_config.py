@@ -12,6 +12,7 @@ from worker.api.agents import SessionsClient
 from worker.api.backends import build_profile
 from worker.api.client import ApiClient
 from worker.config.loading import api_key_source
+from worker.config.secret_files import secret_file_warnings
 from worker.errors import ApiError, AuthError
 from worker.observability.metrics import Metrics
 from worker.service.api_health import (
@@ -53,6 +54,8 @@ def report_config(settings: Settings, registry: Registry, source: str, *, ask_ap
           if settings.server.enabled else "  server:  disabled")
     for key, url in _redis_urls(settings).items():
         print(f"  redis:   {anyio.run(functools.partial(ping_redis, url, key=key))}")
+    for warning in secret_file_warnings(settings):
+        print(f"  warning: {warning}")
     if ask_api:
         print(f"  reached: {anyio.run(_ask_the_api, settings)}")
 

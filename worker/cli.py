@@ -21,6 +21,7 @@ from worker.api.backends import auth_hint, build_profile
 from worker.api.client import ApiClient
 from worker.check_config import report_config
 from worker.config.loading import load_config
+from worker.config.secret_files import secret_file_warnings
 from worker.daemon import Worker
 from worker.errors import AuthError, ConfigError, NotFound, ResourceError, WorkerError
 from worker.handlers.assistant_sync import sync_assistant
@@ -226,6 +227,9 @@ def _run(args: argparse.Namespace) -> int:
     fmt = settings.logging.format
     configure_logging(json=None if fmt == "auto" else fmt == "json", level=settings.logging.level,
                       secrets=settings.secret_values())
+    for warning in secret_file_warnings(settings):
+        structlog.get_logger("worker.cli").warning("a secret file is not kept safe",
+                                                   problem=warning)
     worker = Worker(settings, registry, metrics=Metrics(process_metrics=True))
     anyio.run(lambda: worker.run(until_idle=args.once))
     code = EXIT_ABANDONED if worker.abandoned_runs else EXIT_OK

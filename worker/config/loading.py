@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from worker.config.redis_url import parse_redis_url
 from worker.config.secret import Secret
+from worker.config.secret_files import check_secret_value, read_secret_file
 from worker.config.settings import (
     ApiSettings,
     ApprovalRule,
@@ -149,21 +150,12 @@ def _parse_env_value(raw: str) -> Any:
 
 def _find_api_key(api: ApiSettings, env: Mapping[str, str]) -> Secret | None:
     if api.api_key_file is not None:
-        try:
-            value = api.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the API key file {api.api_key_file}: {exc.strerror}",
-                key="api.api_key_file",
-            ) from None
-        if not value:
-            raise ConfigError(f"the API key file {api.api_key_file} is empty", key="api.api_key_file")
-        return Secret(value)
+        return Secret(read_secret_file(api.api_key_file, what="the API key",
+                                       key="api.api_key_file"))
     names = (AZURE_API_KEY_ENV, API_KEY_ENV) if api.backend == "azure" else (API_KEY_ENV,)
     for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return Secret(value)
+        if env.get(name, "").strip():
+            return Secret(check_secret_value(env[name], what="the API key", key=name))
     return None
 
 
@@ -202,14 +194,8 @@ def _read_watch_token_file(settings: Settings, source: str) -> Settings:
     if server.watch_token is not None:
         raise ConfigError(f"set {WATCH_TOKEN_ENV} or watch_token_file, not both",
                           source=source, key="server.watch_token_file")
-    try:
-        value = server.watch_token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {server.watch_token_file}: {exc.strerror}",
-                          source=source, key="server.watch_token_file") from None
-    if not value:
-        raise ConfigError(f"{server.watch_token_file} is empty",
-                          source=source, key="server.watch_token_file")
+    value = read_secret_file(server.watch_token_file, what="the watch token", source=source,
+                             key="server.watch_token_file")
     token = server.model_copy(update={"watch_token": Secret(value)})
     return settings.model_copy(update={"server": token})
 
@@ -222,13 +208,8 @@ def _read_webhook_secret_file(settings: Settings, source: str) -> Settings:
     if server.webhook_secret is not None:
         raise ConfigError(f"set {WEBHOOK_SECRET_ENV} or webhook_secret_file, not both",
                           source=source, key=key)
-    try:
-        value = server.webhook_secret_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {server.webhook_secret_file}: {exc.strerror}",
-                          source=source, key=key) from None
-    if not value:
-        raise ConfigError(f"{server.webhook_secret_file} is empty", source=source, key=key)
+    value = read_secret_file(server.webhook_secret_file, what="the webhook secret",
+                             source=source, key=key)
     secret = server.model_copy(update={"webhook_secret": Secret(value)})
     return settings.model_copy(update={"server": secret})
 

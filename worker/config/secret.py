@@ -68,7 +68,11 @@ class Secret:
         if isinstance(value, Secret):
             return value
         if isinstance(value, str) and value:
-            return cls(value)
+            if any(ch.isspace() or not ch.isprintable() for ch in value.strip()):
+                # Said without the value: it is a secret, and it would break a header.
+                raise ValueError("must be one line holding only the value: it holds a line "
+                                 "break, a space or a control character inside")
+            return cls(value.strip())
         raise ValueError("must be a non-empty string")
 
 

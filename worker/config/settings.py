@@ -32,7 +32,9 @@ __all__ = [
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: "inf" as a timeout would wait for ever, and "nan" compares false
+    # with everything, so every bound (gt=0) would let it through.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ApiSettings(_Section):
