@@ -30,9 +30,10 @@ APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # Why POST /v1/watch or the Redis stream refused a request: wrong token, a body that is not
 # {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, an address
 # answered 429 after too many failures, bytes that are not UTF-8, or an entry that raised
-# something unforeseen (dropped, never fatal).
+# something unforeseen (dropped, never fatal), or a Host that is not loopback on a loopback
+# server's /status or /v1/watch (DNS rebinding).
 INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error",
-                   "replayed")
+                   "replayed", "bad_host")
 
 # No `*_created` series: a timestamp per counter and histogram series, which doubles what is
 # scraped and which no dashboard or alert reads (process_start_time_seconds says when it

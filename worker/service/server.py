@@ -22,6 +22,12 @@ from worker.errors import ConfigError, InvalidId, WatchLimitReached
 from worker.ids import MAX_ID_CHARS, is_valid_id
 from worker.service.connections import ConnectionGuard
 from worker.service.intake import Refusals
+from worker.service.request_checks import (
+    HOST_CHECKED_PATHS,
+    UNREADABLE,
+    foreign_host,
+    throttle_key,
+)
 from worker.service.status import render_status
 from worker.service.webhooks import WebhookIntake
 
@@ -45,6 +51,8 @@ _BODY_HINT = ('send {"thread_id": "thread_abc123", "run_id": "run_abc123"} (run_
 class FailureThrottle:
     """Refuses an address for the rest of its window after ``max_failures`` failed requests.
 
+    An IPv6 address counts as its /64 (``throttle_key``): a host holds the whole prefix.
+
     Memory is bounded: at most ``max_addresses`` are remembered, the least recently failing
     forgotten first, so a flood from many addresses cannot grow the table.
     """
@@ -65,6 +73,7 @@ class FailureThrottle:
 
     def retry_after_s(self, address: str) -> int | None:
         """Seconds until ``address`` may try again, or None while it may."""
+        address = throttle_key(address)
         entry = self._failures.get(address)
         if entry is None or self._max_failures == 0:
             return None
@@ -76,6 +85,7 @@ class FailureThrottle:
         return math.ceil(remaining_s) if count >= self._max_failures else None
 
     def failed(self, address: str) -> None:
+        address = throttle_key(address)
         now = self._clock()
         started, count = self._failures.pop(address, (now, 0))
         if now - started > self._window_s:
@@ -85,7 +95,7 @@ class FailureThrottle:
             self._failures.popitem(last=False)
 
     def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+        self._failures.pop(throttle_key(address), None)
 
     def __len__(self) -> int:
         return len(self._failures)
@@ -179,13 +189,33 @@ class Server:
 
     @web.middleware
     async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Tell the guard a request is being answered, so its connection is not idle."""
+        """What every request goes through: the connection guard hears it is busy, a foreign
+        ``Host`` is refused, and a request that cannot be read is a 400, not a 500."""
         transport = request.transport
         self.connections.request_started(transport)
         try:
-            return await handler(request)
+            return self._refuse_host(request) or await handler(request)
+        except UNREADABLE as exc:
+            address = request.remote or "unknown"
+            self.throttle.failed(address)
+            self.refusals.refuse("bad_request", f"an unreadable request ({type(exc).__name__})",
+                                 address=address, path=request.path[:60])
+            return _problem(400, "the request cannot be read: bytes that are not UTF-8, JSON "
+                                 "nested too deep, or an unknown charset")
         finally:
             self.connections.request_finished(transport)
+
+    def _refuse_host(self, request: web.Request) -> web.Response | None:
+        """A 403 when a loopback-bound server is asked under another name (DNS rebinding)."""
+        if request.path not in HOST_CHECKED_PATHS or not _is_loopback(self._host):
+            return None
+        host = foreign_host(request.headers.get("Host"))
+        if host is None:
+            return None
+        self.refusals.refuse("bad_host", "a Host that is not loopback, on a loopback server",
+                             address=request.remote or "unknown", host=repr(host))
+        return _problem(403, "this worker listens on loopback and answers only to Host "
+                             "localhost, 127.0.0.1 or [::1]")
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
         # Rendered in a thread: a large registry takes CPU, and process metrics read /proc.
