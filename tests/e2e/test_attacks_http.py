@@ -70,7 +70,8 @@ def watch_head(authorization: bytes = f"Bearer {TOKEN}".encode(),
 
 
 def refused(metrics: Metrics, reason: str) -> float:
-    return float(metrics.intake_refused.labels(reason)._value.get())  # noqa: SLF001 - a test
+    value = metrics.registry.get_sample_value("toolworker_intake_refused_total", {"reason": reason})
+    return float(value or 0)
 
 
 GOOD = json.dumps({"thread_id": "thread_abc"}).encode()
