@@ -16,11 +16,12 @@ pytestmark = pytest.mark.e2e
 CALLS = [("add", {"a": 1, "b": 2}), ("weather", {"city": "Paris"}), ("boom", {})]
 
 
-def agents_worker(api: FakeAgents, sessions: list[str]) -> Worker:
+def agents_worker(api: FakeAgents, sessions: list[str], *, max_streams: int = 96) -> Worker:
     settings = make_settings(
-        api={"backend": "agents", "base_url": api.base_url, "max_requests_per_s": 0},
+        api={"backend": "agents", "base_url": api.base_url, "max_requests_per_s": 0,
+             "max_streams": max_streams},
         watch={"sessions": sessions, "active_poll_interval_s": 0.05,
-               "min_idle_poll_interval_s": 1.0, "idle_poll_interval_s": 5.0},
+               "min_idle_poll_interval_s": 0.2, "idle_poll_interval_s": 5.0},
         tools={"modules": ["tests.handlers.sample"]},
         server={"enabled": False},
     )
@@ -67,7 +68,8 @@ async def test_sessions_configured_and_announced_have_every_turn_answered_once()
 
 
 async def test_a_turn_asked_for_while_the_stream_was_down_is_found_after_it_reconnects() -> None:
-    """Streams cut, a turn starts meanwhile: the read after the reconnect finds it, once."""
+    """Streams cut, a turn starts meanwhile: the read the cut calls for (or the one after the
+    reconnect) finds it, once."""
     async with FakeAgents() as api:
         sessions = [api.create_session() for _ in range(3)]
         worker = agents_worker(api, sessions)
@@ -82,7 +84,6 @@ async def test_a_turn_asked_for_while_the_stream_was_down_is_found_after_it_reco
             worker.stop()
     assert api.refused == []
     assert all(len(api.sessions[s].turns[0].answers) == 1 for s in sessions)
-    assert api.requests["stream"] >= 2 * len(sessions)
 
 
 async def test_refused_and_lost_requests_lose_no_turn_and_answer_none_twice() -> None:
@@ -108,3 +109,21 @@ async def test_refused_and_lost_requests_lose_no_turn_and_answer_none_twice() ->
     assert sum(api.faulted.values()) > 0
     for session_id in sessions:
         assert [len(turn.answers) for turn in api.sessions[session_id].turns] == [1, 1, 1]
+
+
+async def test_past_max_streams_the_other_sessions_are_polled() -> None:
+    """Two streams for five sessions: every turn is still answered once, the rest by polls."""
+    async with FakeAgents() as api:
+        sessions = [api.create_session() for _ in range(5)]
+        for session_id in sessions:
+            api.start_turn(session_id, CALLS)
+        worker = agents_worker(api, sessions, max_streams=2)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await wait_for(lambda: idle(api, sessions, 1), what="every turn answered")
+            assert max(len(api.sessions[s].listeners) for s in sessions) <= 1
+            assert sum(len(api.sessions[s].listeners) for s in sessions) <= 2
+            worker.stop()
+    assert api.refused == []
+    assert all(len(api.sessions[s].turns[0].answers) == 1 for s in sessions)
+    assert api.requests["stream"] == 2
