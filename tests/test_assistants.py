@@ -81,6 +81,20 @@ def test_the_diff_is_readable() -> None:
     assert lines[-1] == "  - old"
 
 
+def test_names_from_the_api_cannot_drive_the_terminal() -> None:
+    """An assistant name or tool name with escape sequences (issue #25: they reached the
+    operator's terminal) is printed with them as visible text."""
+    evil = "\x1b]0;pwned\x07\x1b[2J\u202eevil"
+    assistant = {"id": "asst_1", "name": f"Helper{evil}",
+                 "tools": [function(f"old{evil}", description=f"d{evil}")]}
+    lines = plan_sync(assistant, Registry([])).describe()
+    text = "\n".join(lines)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\u202e" not in text
+    assert "Helper\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil" in lines[0]
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Simulator]]:
     """Start simulators in a thread of their own, since the CLI runs its own event loop."""

@@ -358,3 +358,14 @@ def test_a_callable_parameter_gets_the_same_kind_of_message() -> None:
 
     with pytest.raises(DefinitionError, match=r"^tool 'apply': parameter 'fn' has type Callable"):
         read_signature(apply, "apply")
+
+
+def test_more_arguments_than_parameters_are_refused_before_validation() -> None:
+    """80,000 keys for a tool that takes three (issue #25): one short error naming a few,
+    not one validation error per key."""
+    arguments = json.dumps({"city": "Paris", **{f"k{i:05d}": i for i in range(80_000)}})
+    with pytest.raises(ToolArgumentsError) as caught:
+        strict_signature(weather).parse(arguments)
+    message = str(caught.value)
+    assert "80001 arguments given, but it takes 3; unexpected: 'k00000'" in message
+    assert len(message) < 300

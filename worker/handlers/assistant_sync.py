@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from worker.api.client import ApiClient
     from worker.handlers.registry import Registry
 
-__all__ = ["ToolChange", "ToolsPlan", "plan_sync", "sync_assistant"]
+__all__ = ["ToolChange", "ToolsPlan", "plan_sync", "printable", "sync_assistant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,13 @@ class ToolsPlan:
             else:
                 lines.append(f"  ~ {change.name} ({', '.join(_changed_fields(change))})")
                 lines += [f"      {line}" for line in _unified(change)]
-        return lines
+        return [printable(line) for line in lines]
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: names and descriptions come from the API, and an escape
+    sequence in one (ESC, bidi overrides...) must show as text, not act on the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def plan_sync(assistant: dict[str, Any], registry: Registry) -> ToolsPlan:

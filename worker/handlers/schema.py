@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import typing
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Signature:
                 else {}
             )
             if isinstance(raw, dict):
+                self._refuse_surplus(raw)
                 raw = fill_defaults(raw, self.schema, self.schema.get("$defs", {}))
         except json.JSONDecodeError as exc:
             raise ToolArgumentsError(self.tool, f"not valid JSON ({exc.msg} at {exc.pos})") from None
@@ -68,6 +70,17 @@ class Signature:
         except pydantic.ValidationError as exc:
             raise ToolArgumentsError(self.tool, _describe(exc)) from None
         return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+
+    def _refuse_surplus(self, raw: dict[str, Any]) -> None:
+        """More keys than parameters is an unknown argument for sure: refused before
+        validation, which would build one error per key (80,000 keys took 0.2 s of CPU)."""
+        fields = self.model.model_fields
+        if len(raw) > len(fields):
+            unknown = [key for key in itertools.islice(raw, len(fields) + 5) if key not in fields]
+            shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+            raise ToolArgumentsError(self.tool, f"{len(raw)} arguments given, but it takes "
+                                                f"{len(fields)}; unexpected: {shown}")
 
 
 def _arguments_model(
