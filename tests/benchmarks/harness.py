@@ -60,7 +60,8 @@ def run_case(scenario: Scenario, profile: Profile, system: System,
             hello = sim.read_message(_HANDSHAKE_TIMEOUT_S)
             options = LaunchOptions(workdir, hello["base_url"], hello["threads"],
                                     settings.budget_s, settings.profile_path,
-                                    settings.worker_overrides)
+                                    settings.worker_overrides, scenario.protocol,
+                                    scenario.rounds)
             try:
                 usage, ready = _run_system(system, options, sim, settings.timeout_s)
             except ChildFailed as exc:

@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tests.benchmarks.scenarios import SCENARIOS
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from pathlib import Path
@@ -135,6 +137,7 @@ def targets(rows: Sequence[Row]) -> list[Target]:
     found += _cpu_targets(index)
     found += _ratio_targets(index)
     found += _request_targets(index)
+    found += _agents_targets(index)
     return found
 
 
@@ -235,6 +238,33 @@ def _request_targets(index: _Index) -> Iterable[Target]:
                          "<= baseline-b", tw.requests_per_round <= base.requests_per_round)
 
 
+_AGENTS_SDK = "agents-sdk"
+
+
+def _agents_targets(index: _Index) -> Iterable[Target]:
+    """The Agents API (#21): the request budget, nothing lost, and how the SDK loop compares."""
+    for (scenario, api, system), r in index.items():
+        if not scenario.startswith("agents"):
+            continue
+        where = f"{scenario} / {api}"
+        turns = SCENARIOS[scenario].rounds
+        budget = r.total_rounds // turns * (turns + 3)
+        yield Target(f"API requests <= sessions x (turns + 3): {system}", where,
+                     str(r.requests), f"<= {budget}", r.requests <= budget)
+        yield Target(f"every turn answered once: {system}", where,
+                     f"{r.rounds - r.duplicates}/{r.total_rounds} once, {r.duplicates} twice",
+                     "all, once", r.lost == 0 and not r.duplicates)
+        sdk = index.get((scenario, api, _AGENTS_SDK))
+        if system != _TW or sdk is None:
+            continue
+        yield Target("makespan vs agents-sdk (agents-sdk / tool-worker)", where,
+                     f"{sdk.makespan_s / r.makespan_s:.2f}x ({sdk.makespan_s:.2f} s / "
+                     f"{r.makespan_s:.2f} s)", ">= 1x", sdk.makespan_s >= r.makespan_s)
+        yield Target("CPU per call vs agents-sdk", where,
+                     f"{r.cpu_s_per_1k_calls:.3f} ms vs {sdk.cpu_s_per_1k_calls:.3f} ms",
+                     "<= agents-sdk", r.cpu_s_per_1k_calls <= sdk.cpu_s_per_1k_calls)
+
+
 # markdown
 
 
@@ -296,14 +326,25 @@ def _notes(r: Row) -> str:
 
 
 _ENDPOINTS = ("list_assistants", "list_runs", "retrieve_run", "submit_tool_outputs")
+# An Agents API row's: a turn is a round, an events request a submission.
+_AGENTS_ENDPOINTS = ("stream_session_events", "retrieve_session", "list_sessions",
+                     "create_session_events")
 
 
 def _requests_table(rows: Sequence[Row]) -> str:
-    lines = ["API requests by endpoint (per answered round in brackets):", "",
-             "| scenario | API | system | " + " | ".join(_ENDPOINTS) + " | other |",
-             "|" + "---|" * (4 + len(_ENDPOINTS))]
+    assistants = [r for r in rows if not r.scenario.startswith("agents")]
+    agents = [r for r in rows if r.scenario.startswith("agents")]
+    tables = [_endpoint_table(chosen, endpoints)
+              for chosen, endpoints in ((assistants, _ENDPOINTS), (agents, _AGENTS_ENDPOINTS))
+              if chosen]
+    return "API requests by endpoint (per answered round in brackets):\n\n" + "\n\n".join(tables)
+
+
+def _endpoint_table(rows: Sequence[Row], endpoints: Sequence[str]) -> str:
+    lines = ["| scenario | API | system | " + " | ".join(endpoints) + " | other |",
+             "|" + "---|" * (4 + len(endpoints))]
     for r in rows:
-        counts = [r.request_counts.get(e, 0) for e in _ENDPOINTS]
+        counts = [r.request_counts.get(e, 0) for e in endpoints]
         other = r.requests - sum(counts)
         cells = [f"{n} ({n / r.rounds:.2f})" if r.rounds else str(n) for n in (*counts, other)]
         lines.append(f"| {r.scenario} | {r.api} | {r.system} | " + " | ".join(cells) + " |")

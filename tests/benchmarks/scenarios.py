@@ -41,6 +41,8 @@ ALL_SYSTEMS = ("tool-worker", "baseline-a", "baseline-b", "baseline-c")
 _TRIVIAL_SYSTEMS = (*ALL_SYSTEMS, "tool-worker-unbudgeted")
 # The issue's table leaves out baseline (a), 40 s of its budget a case for nothing new.
 _TABLE_SYSTEMS = ("tool-worker", "baseline-b", "baseline-c")
+# The Agents API scenarios: tool-worker (backend = "agents") and the AsyncOpenAI sessions loop.
+_AGENTS_SYSTEMS = ("tool-worker", "agents-sdk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class Scenario:
     systems: tuple[str, ...] = ALL_SYSTEMS  # the systems that run it by default
     api_faults: bool = False  # requests fail and streams are cut (fault_plan)
     full_size: bool = False  # --quick does not shrink it
+    # "agents": the runs are Agents API sessions and the rounds their turns (#21).
+    protocol: str = "assistants"
 
     def shrunk(self, quick: bool) -> Scenario:
         """The ``--quick`` size: about ten times fewer runs (at least one)."""
@@ -91,8 +95,15 @@ class Scenario:
 
     def floor_s(self, profile: Profile) -> float:
         """The least makespan any system can reach: every round's thinking, slowest call and
-        submission, with the round detected the moment it appears."""
-        return self.rounds * (profile.thinking_s + self.slowest_call_s + profile.latency_s)
+        submission, with the round detected the moment it appears.
+
+        A session's model also thinks after a turn's results before it answers and the next
+        turn starts: one more thinking time for every turn but the last.
+        """
+        per_round = profile.thinking_s + self.slowest_call_s + profile.latency_s
+        if self.protocol == "agents":
+            return self.rounds * (per_round + profile.thinking_s) - profile.thinking_s
+        return self.rounds * per_round
 
     def limit_s(self, profile: Profile) -> float:
         """The issue's limit: ``floor_s`` plus the first round's detection, one request.
@@ -135,6 +146,9 @@ SCENARIOS = {
         Scenario("table40_faulty", 40, 3, 4, "work:50", f"table40 with {API_FAULT_P:.0%} of "
                  f"requests failing and {API_FAULT_P:.0%} of streams cut", apis=("remote",),
                  systems=_TABLE_SYSTEMS, api_faults=True, full_size=True),
+        # The issue's Agents API sessions (#21), table40's shape: 40 sessions x 3 turns x 4 calls.
+        Scenario("agents40", 40, 3, 4, "work:50", "Agents API: 40 sessions x 3 turns x 4 calls "
+                 "of 50 ms", systems=_AGENTS_SYSTEMS, full_size=True, protocol="agents"),
     )
 }
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from tests.benchmarks import agents_sim
 from tests.benchmarks.protocol import API_KEY, START, STOP, send
 from tests.benchmarks.scenarios import PROFILES, SCENARIOS, Scenario, fault_plan, scripts
 from worker.simulator import POLL_HINTS, Simulator
@@ -56,19 +57,26 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(sim: Simulator, scenario: Scenario, seed: int) -> dict[str, Any]:
     started_at: float | None = None
+    agents = scenario.protocol == "agents"
     async with sim, anyio.create_task_group() as tg:
         assistant_id = sim.create_assistant(name="bench")
-        threads = [sim.create_thread() for _ in range(scenario.runs)]
+        threads = (agents_sim.create_sessions(sim, scenario, seed) if agents
+                   else [sim.create_thread() for _ in range(scenario.runs)])
         send({"base_url": sim.base_url, "api_key": API_KEY, "threads": threads})
         tg.start_soon(_cancel_on_sigterm, tg.cancel_scope)
         commands = await _stdin_lines()
         if await _command(commands) == START:
             started_at = time.monotonic()
-            for thread_id, rounds in zip(threads, scripts(scenario, seed), strict=True):
-                sim.create_run(thread_id, assistant_id, rounds=rounds)
+            if agents:
+                agents_sim.start_sessions(sim, threads)
+            else:
+                for thread_id, rounds in zip(threads, scripts(scenario, seed), strict=True):
+                    sim.create_run(thread_id, assistant_id, rounds=rounds)
             send({"started_at": started_at})
             await _command(commands)  # whatever it says, the system is done
         tg.cancel_scope.cancel()
+    if agents:
+        return agents_sim.measurements(sim, scenario, started_at)
     return _measurements(sim, scenario, started_at)
 
 

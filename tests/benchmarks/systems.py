@@ -33,6 +33,8 @@ class LaunchOptions:
     budget_s: float  # baseline (a) only: stop taking new runs after this long
     profile_path: Path | None  # tool-worker only: pyinstrument output
     worker_overrides: Mapping[str, Mapping[str, Any]]  # tool-worker only: config keys
+    protocol: str = "assistants"  # "agents": `threads` are Agents API sessions
+    turns: int = 0  # agents-sdk only: the turns each session takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +64,10 @@ def _tool_worker_with(options: LaunchOptions,
 
 def _tool_worker_toml(options: LaunchOptions,
                       config_keys: Mapping[str, Mapping[str, Any]]) -> str:
+    agents = options.protocol == "agents"
     tables: dict[str, dict[str, Any]] = {
-        "api": {"base_url": options.base_url},
-        "watch": {"threads": options.threads},
+        "api": {"base_url": options.base_url, **({"backend": "agents"} if agents else {})},
+        "watch": {"sessions" if agents else "threads": options.threads},
         "tools": {"modules": ["tests.benchmarks.handlers"]},
         "server": dict(TOOL_WORKER_SERVER),
     }
@@ -100,6 +103,12 @@ def _baseline_stream(options: LaunchOptions) -> list[str]:
             options.base_url, "--threads-file", _threads_file(options)]
 
 
+def _agents_sdk(options: LaunchOptions) -> list[str]:
+    return [sys.executable, "-m", "tests.benchmarks.baseline_agents", "--base-url",
+            options.base_url, "--sessions-file", _threads_file(options),
+            "--turns", str(options.turns)]
+
+
 SYSTEMS = {
     s.name: s
     for s in (
@@ -110,5 +119,7 @@ SYSTEMS = {
         System("baseline-b", "AsyncOpenAI, all runs concurrently, gather", _baseline_async),
         System("baseline-c", "AsyncOpenAI as (b), submissions streamed, next round from the "
                "stream", _baseline_stream),
+        System("agents-sdk", "AsyncOpenAI over the Agents API: every session's event stream, "
+               "each turn's calls gathered and posted in one events request", _agents_sdk),
     )
 }

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from worker.simulator.agents_script import parse_turns
 from worker.simulator.agents_state import AgentsState
 from worker.simulator.agents_webhooks import WebhookDelivery, WebhookSender
+from worker.simulator.wire import refuse
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,18 @@ class AgentsFacade:
         if input is not None:
             params["input"] = input
         return self.agents.create_session(params, turns=turns).id
+
+    def start_turn(self, session_id: str, text: str = "Next, please.") -> None:
+        """A user message to an idle session: its next scripted turn starts now (not recorded
+        among `events_posts`).
+
+        Raises:
+            RequestRefused: (a ValueError) unknown session, or one not idle.
+        """
+        session = self.agents.session(session_id)
+        if session.status != "idle":
+            raise refuse(f"Session '{session_id}' is {session.status}, not idle.")
+        self.agents.start_turn(session, self.agents.clock(), text)
 
     def session(self, session_id: str) -> dict[str, Any]:
         """The session's current AgentSession JSON."""
