@@ -151,28 +151,38 @@ def test_an_inline_watch_token_says_where_it_goes(tmp_path: Path) -> None:
 
 def test_the_watch_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     """The token is read verbatim from the environment (digits stay a string) or from a file."""
-    from_env = load_config(environ={**KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "0123456789"})
+    from_env = load_config(environ={**KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "0123456789012345"})
     assert from_env.server.watch_token is not None
-    assert from_env.server.watch_token.get() == "0123456789"
+    assert from_env.server.watch_token.get() == "0123456789012345"
     token_file = tmp_path / "token"
-    token_file.write_text("tok-from-file\n")
+    token_file.write_text("tok-from-file-0123\n")
     path = write(tmp_path, f"[server]\nwatch_token_file = '{token_file}'\n")
     from_file = load_config(path, environ=KEY)
     assert from_file.server.watch_token is not None
-    assert from_file.server.watch_token.get() == "tok-from-file"
-    assert "tok-from-file" not in repr(from_file)
+    assert from_file.server.watch_token.get() == "tok-from-file-0123"
+    assert "tok-from-file-0123" not in repr(from_file)
     assert from_file.model_dump()["server"]["watch_token"] == "***"
 
 
 def test_secret_values_lists_what_logs_must_hide() -> None:
     """The key, the watch token and Redis passwords are the literals handed to the logs."""
     settings = load_config(environ={
-        **KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "tok-0123456789",
+        **KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "tok-0123456789abc",
         "TOOL_WORKER__COORDINATION__REDIS_URL": "redis://:redis-pass-1@db:6379/0",
         "TOOL_WORKER__INTAKE__REDIS_URL": "redis://user:other-pass-2@db:6379/1",
     })
     assert settings.secret_values() == (
-        "other-pass-2", "redis-pass-1", "sk-test-1234567890", "tok-0123456789")
+        "other-pass-2", "redis-pass-1", "sk-test-1234567890", "tok-0123456789abc")
+
+
+@pytest.mark.parametrize("token", ["Q", "0123456789abcde", "0123456789 abcdef", "token\twith-tab-01"])
+def test_a_short_or_spaced_watch_token_is_a_config_error(token: str) -> None:
+    """Issue #25: a one-character token was accepted; the throttle alone does not stop guesses.
+    The message never quotes the token."""
+    with pytest.raises(ConfigError, match=r"(?i)watch.token") as caught:
+        load_config(environ={**KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": token})
+    assert token not in str(caught.value)
+    assert "TOOL_WORKER__SERVER__WATCH_TOKEN" in str(caught.value)
 
 
 def test_the_key_never_prints() -> None:

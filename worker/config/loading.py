@@ -62,6 +62,8 @@ WATCH_TOKEN_ENV = f"{ENV_PREFIX}SERVER__WATCH_TOKEN"
 # Keys whose environment values are taken verbatim: a token of digits stays a string.
 WEBHOOK_SECRET_ENV = f"{ENV_PREFIX}SERVER__WEBHOOK_SECRET"
 _SECRET_ENV_KEYS = frozenset({"watch_token", "webhook_secret"})
+# Shorter watch tokens are a config error: the throttle alone does not stop guessing them.
+MIN_WATCH_TOKEN_CHARS = 16
 # Prints the example configuration, every key with its default (it ships with the package).
 EXAMPLE_COMMAND = "tool-worker check-config --example"
 
@@ -91,6 +93,7 @@ def load_config(
     _check_threads(settings, source)
     _check_redis_urls(settings, source)
     settings = _read_watch_token_file(settings, source)
+    _check_watch_token(settings, source)
     settings = _read_webhook_secret_file(settings, source)
     key = _find_api_key(settings.api, env)
     needs_key = not (settings.api.backend == "azure" and settings.api.azure_auth == "entra")
@@ -198,6 +201,24 @@ def _read_watch_token_file(settings: Settings, source: str) -> Settings:
                              key="server.watch_token_file")
     token = server.model_copy(update={"watch_token": Secret(value)})
     return settings.model_copy(update={"server": token})
+
+
+def _check_watch_token(settings: Settings, source: str) -> None:
+    """A watch token is one guess-proof word: at least ``MIN_WATCH_TOKEN_CHARS``, no spaces.
+
+    It guards POST /v1/watch and the status page beyond loopback with no second factor; the
+    throttle slows guessing, but a token of a few characters falls to it anyway.
+    """
+    token = settings.server.watch_token
+    if token is None:
+        return
+    key = "server.watch_token_file" if settings.server.watch_token_file else WATCH_TOKEN_ENV
+    value = check_secret_value(token.get(), what="the watch token", key=key, source=source)
+    if len(value) < MIN_WATCH_TOKEN_CHARS:
+        raise ConfigError(
+            f"the watch token has {len(value)} characters; use at least "
+            f"{MIN_WATCH_TOKEN_CHARS} (for example: openssl rand -hex 24)",
+            source=source, key=key)
 
 
 def _read_webhook_secret_file(settings: Settings, source: str) -> Settings:
