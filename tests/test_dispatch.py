@@ -306,3 +306,22 @@ async def test_a_long_handler_is_not_run_when_the_run_expires_first() -> None:
     assert output.output == "Error: the run expires in 3 s; the tool 'x' was not run."
     assert metrics.registry.get_sample_value(
         "toolworker_tool_calls_total", {"tool": "x", "outcome": "not_run"}) == 1
+
+
+async def test_a_repeated_call_id_is_answered_once_by_its_first_call(
+    dispatcher: Dispatcher,
+) -> None:
+    """Issue #25: duplicate ids in one round all ran, each with the same ctx.tool_call_id,
+    which handlers use as an idempotency key. Each id now runs once (its first call) and gets
+    one output, and the round logs it once."""
+    sample.CALLS.clear()
+    calls = (ToolCall("call_a", "nap", '{"seconds": 0}'), ToolCall("call_b", "add", '{"a": 1}'),
+             ToolCall("call_a", "nap", '{"seconds": 0}'), ToolCall("call_a", "add", '{"a": 9}'))
+    round_ = Round(thread_id="thread_1", run_id="run_1", assistant_id="asst_1", expires_at=None,
+                   tool_calls=calls, detected_at=anyio.current_time())
+    with capture_logs() as logs:
+        outputs = await dispatcher.run(round_)
+    assert [(o.tool_call_id, o.tool) for o in outputs] == [("call_a", "nap"), ("call_b", "add")]
+    assert [call_id for _, call_id, _, _ in sample.CALLS] == ["call_a"]
+    (line,) = [e for e in logs if e["event"].startswith("round repeats tool call ids")]
+    assert (line["tool_calls"], line["distinct_ids"]) == (4, 2)

@@ -18,7 +18,7 @@ from worker.observability.logs import redact_text
 from worker.observability.tracing import NO_TRACING
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from structlog.typing import FilteringBoundLogger
 
@@ -99,19 +99,23 @@ class Dispatcher:
         if deadline is None:
             deadline = round_deadline(round_, self._settings)
         limit = self._settings.max_calls_per_round
-        outputs: list[ToolOutput | None] = [None] * len(round_.tool_calls)
+        # One output per call id: a repeated id is answered once, by its first call, so each
+        # handler run has its own ctx.tool_call_id (an idempotency key) and the API gets no
+        # two outputs for one id.
+        calls = _first_per_id(round_.tool_calls)
+        outputs: list[ToolOutput | None] = [None] * len(calls)
 
         async def answer(index: int, call: ToolCall) -> None:
             outputs[index] = await self._answer(round_, call, deadline)
 
-        if len(round_.tool_calls) == 1:  # nothing to run beside it: spare the task group
-            outputs[0] = await self._answer(round_, round_.tool_calls[0], deadline)
+        if len(calls) == 1:  # nothing to run beside it: spare the task group
+            outputs[0] = await self._answer(round_, calls[0], deadline)
         else:
             async with anyio.create_task_group() as tg:
-                for index, call in enumerate(round_.tool_calls[:limit]):
+                for index, call in enumerate(calls[:limit]):
                     tg.start_soon(answer, index, call)
-        for index, call in enumerate(round_.tool_calls[limit:], start=limit):
-            outputs[index] = self._refuse_excess(call, len(round_.tool_calls))
+        for index, call in enumerate(calls[limit:], start=limit):
+            outputs[index] = self._refuse_excess(call, len(calls))
         answered = [output for output in outputs if output is not None]
         self._log_round(round_, answered)
         return answered
@@ -126,9 +130,12 @@ class Dispatcher:
                         tools=names[:NAMES_SHOWN], distinct=len(names),
                         available=sorted(self._names)[:NAMES_SHOWN])
         limit = self._settings.max_calls_per_round
-        if len(round_.tool_calls) > limit:
+        if len(outputs) > limit:
             log.warning("round has too many tool calls; the excess answered with an error",
-                        tool_calls=len(round_.tool_calls), limit=limit)
+                        tool_calls=len(outputs), limit=limit)
+        if len(outputs) < len(round_.tool_calls):
+            log.warning("round repeats tool call ids; each id is answered once, by its first call",
+                        tool_calls=len(round_.tool_calls), distinct_ids=len(outputs))
 
     def _observe(self, tool: str, outcome: CallOutcome, duration_s: float) -> None:
         # Labelled children are looked up once per (label, outcome): .labels() is not free.
@@ -294,6 +301,14 @@ class Dispatcher:
         # The marker's own length depends on the count, so size it with the upper bound first.
         kept = limit - len(TRUNCATION_MARKER.format(dropped=len(text), total=len(text)))
         return text[:kept] + TRUNCATION_MARKER.format(dropped=len(text) - kept, total=len(text))
+
+
+def _first_per_id(calls: Sequence[ToolCall]) -> list[ToolCall]:
+    """The calls in order, each id's first only."""
+    first: dict[str, ToolCall] = {}
+    for call in calls:
+        first.setdefault(call.id, call)
+    return list(first.values())
 
 
 async def _no_thread_metadata(thread_id: str) -> Mapping[str, str]:
