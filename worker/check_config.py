@@ -15,6 +15,7 @@ from worker.config.loading import api_key_source
 from worker.config.secret_files import secret_file_warnings
 from worker.errors import ApiError, AuthError
 from worker.observability.metrics import Metrics
+from worker.observability.redaction import redact_text
 from worker.service.api_health import (
     NOT_FOUND_HINT,
     PROBE_THREAD,
@@ -57,7 +58,8 @@ def report_config(settings: Settings, registry: Registry, source: str, *, ask_ap
     for warning in secret_file_warnings(settings):
         print(f"  warning: {warning}")
     if ask_api:
-        print(f"  reached: {anyio.run(_ask_the_api, settings)}")
+        # Redacted: the API's answer may quote the key (shapes the API never issued included).
+        print(f"  reached: {redact_text(anyio.run(_ask_the_api, settings))}")
 
 
 async def _ask_the_api(settings: Settings) -> str:
