@@ -144,11 +144,14 @@ class AgentsState(SessionLifecycle):
                       metadata: Mapping[str, str] | None = None, **page: Any) -> dict[str, Any]:
         """A cursor page of sessions, newest first by default, filtered by agent and metadata."""
         chosen = [
-            s.render() for s in self.sessions()
+            {"id": s.id} for s in self.sessions()
             if (agent_id is None or s.agent["id"] == agent_id)
             and all(s.metadata.get(k) == v for k, v in (metadata or {}).items())
         ]
-        return paginate(chosen, **page)
+        # Paged by id first, so that only the page's sessions are rendered (10,000 sessions).
+        listed = paginate(chosen, **page)
+        listed["data"] = [self._sessions[item["id"]].render() for item in listed["data"]]
+        return listed
 
     def delete_session(self, session_id: str) -> dict[str, Any]:
         """Forget a session."""
