@@ -27,7 +27,7 @@ lint: $(STAMP)  ## ruff, the import contracts
 typecheck: $(STAMP)  ## mypy --strict on the package, the tools and the typed examples
 	$(BIN)/mypy --strict worker tools tests/typing/handlers.py tests/deploy
 
-bench: $(STAMP)  ## tool-worker vs three openai-SDK baselines against the simulator (BENCH_ARGS=--quick)
+bench: $(STAMP)  ## tool-worker vs the openai-SDK baselines against the simulator, Assistants and Agents API (BENCH_ARGS=--quick)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
 bench-table: $(STAMP)  ## only the issue's table (#15): table40 and table40_faulty, ~1 min

@@ -8,6 +8,10 @@ every result in one ``sessions.events.create`` with an ``Idempotency-Key`` of th
 SDK's own retries are applied once. A turn is answered once (its id is remembered). The task
 ends when the session is idle after ``--turns`` turns, or failed.
 
+Careful, as baseline (c): a stream that ends early or breaks (the SDK does not retry a stream
+cut after its 200), and a request that fails past the SDK's two retries, open the stream
+again after a short pause and read the session, which says what is left to answer.
+
 It shares the pooled connections, the handlers and their error texts of the other baselines.
 """
 
@@ -22,7 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx2
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from openai import (
+    APIConnectionError,
+    APIStatusError,
+    AsyncOpenAI,
+    BadRequestError,
+    DefaultAsyncHttpxClient,
+)
 
 from tests.benchmarks.direct_call import answer
 from tests.benchmarks.protocol import wait_for_go
@@ -35,6 +45,7 @@ __all__ = ["main"]
 
 MAX_CONNECTIONS = 64
 _END = frozenset({"agent.session.idle", "agent.session.failed"})
+_RECONNECT_PAUSE_S = 0.1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,17 +78,35 @@ async def _answer_all(client: AsyncOpenAI, sessions: list[str], turns: int) -> i
 
 
 async def _answer_session(agents: AsyncAgents, session_id: str, turns: int) -> None:
+    """Follow the session until its turns are answered, opening the stream again if it breaks."""
     answered: set[str] = set()
+    while True:
+        try:
+            if await _follow(agents, session_id, turns, answered):
+                return
+        except (APIConnectionError, httpx2.TransportError, BadRequestError):
+            pass  # past the SDK's own retries, or a refused answer: the session's state says
+        except APIStatusError as exc:
+            if exc.status_code < 500 and exc.status_code != 429:
+                raise
+        await asyncio.sleep(_RECONNECT_PAUSE_S)
+
+
+async def _follow(agents: AsyncAgents, session_id: str, turns: int, answered: set[str]) -> bool:
+    """One stream: True once the session is done, False when the stream ended before."""
     stream = await agents.sessions.events.stream(session_id)
     try:
-        session = await agents.sessions.retrieve(session_id)
+        session = await agents.sessions.retrieve(session_id)  # the stream has no replay
         await _answer_turn(agents, session, answered)
+        if session.status == "failed" or (session.status == "idle" and len(answered) >= turns):
+            return True
         async for event in stream:
             if event.type == "agent.session.requires_action":
                 await _answer_turn(agents, event.session, answered)  # type: ignore[union-attr]
             elif event.type in _END and (len(answered) >= turns or
                                          event.type == "agent.session.failed"):
-                return
+                return True
+        return False
     finally:
         await stream.close()
 

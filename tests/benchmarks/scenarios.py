@@ -149,6 +149,9 @@ SCENARIOS = {
         # The issue's Agents API sessions (#21), table40's shape: 40 sessions x 3 turns x 4 calls.
         Scenario("agents40", 40, 3, 4, "work:50", "Agents API: 40 sessions x 3 turns x 4 calls "
                  "of 50 ms", systems=_AGENTS_SYSTEMS, full_size=True, protocol="agents"),
+        Scenario("agents40_faulty", 40, 3, 4, "work:50", f"agents40 with {API_FAULT_P:.0%} of "
+                 f"requests failing and {API_FAULT_P:.0%} of streams cut", apis=("remote",),
+                 systems=_AGENTS_SYSTEMS, api_faults=True, full_size=True, protocol="agents"),
     )
 }
 
@@ -164,8 +167,11 @@ def fault_plan(scenario: Scenario, seed: int) -> FaultPlan | None:
     # Cuts strike only streamed requests: a plain submission that draws one is served normally.
     submit = FaultRule(**fail, p_cut_before_apply=cut, p_cut_after_apply=cut,
                        p_cut_mid_stream=cut)
-    return FaultPlan(rules={"submit_tool_outputs": submit}, default=FaultRule(**fail),
-                     seed=seed)
+    # An Agents API session's live event stream is cut the same way.
+    stream = FaultRule(**fail, p_cut_before_apply=cut, p_cut_after_apply=cut,
+                       p_cut_mid_stream=cut)
+    return FaultPlan(rules={"submit_tool_outputs": submit, "stream_session_events": stream},
+                     default=FaultRule(**fail), seed=seed)
 
 
 def scripts(scenario: Scenario, seed: int) -> list[list[list[ToolCallScript]]]:
