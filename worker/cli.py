@@ -29,6 +29,7 @@ from worker.handlers.registry import Registry
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
 from worker.observability.redaction import redact_text
+from worker.simulator.run_script import RUN_SCRIPT_HELP
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -124,8 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     _add_tools_commands(commands.add_parser("tools", help="inspect the registered tools"))
-    _add_simulate_options(
-        commands.add_parser("simulate", help="serve the built-in fake Assistants API"))
+    _add_simulate_options(commands.add_parser(
+        "simulate", help="serve the built-in fake Assistants API",
+        description="Serve a fake Assistants API (and Agents API) whose scripted model makes "
+                    "tool calls. Assistants runs: " + RUN_SCRIPT_HELP + ".",
+    ))
 
     demo = commands.add_parser("demo", help="the worker against the simulator, with the ready-made tools")
     demo.add_argument("--runs", type=int, default=24,
@@ -349,6 +353,8 @@ def _simulate(args: argparse.Namespace) -> int:
             if args.protocol == "agents":
                 print(f"Agents API (OpenAI-Beta: agents=v1): {SCRIPT_HELP}",
                       file=sys.stderr, flush=True)
+            else:
+                print(f"Assistants runs: {RUN_SCRIPT_HELP}", file=sys.stderr, flush=True)
 
     anyio.run(serve)
     return EXIT_OK

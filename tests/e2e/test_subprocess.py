@@ -167,7 +167,7 @@ async def test_simulate_serves_each_profile(profile: str, path: str, headers: di
             seen = b""
             async for chunk in process.stderr:
                 seen += chunk
-                if b"listening on" in seen:
+                if b"Assistants runs: script a run" in seen:
                     break
             async with aiohttp.ClientSession() as session, session.get(
                 f"http://127.0.0.1:{port}{path}", headers=headers
@@ -175,3 +175,5 @@ async def test_simulate_serves_each_profile(profile: str, path: str, headers: di
                 status, body = response.status, await response.json()
         process.terminate()
     assert (status, body["object"]) == (200, "list")
+    assert b"listening on" in seen
+    assert b'"sim_rounds"' in seen  # the start line says how to script the model's rounds

@@ -12,7 +12,8 @@ import worker.simulator
 
 def test_public_names() -> None:
     assert worker.simulator.__all__ == [
-        "POLL_HINTS", "QUIRKS", "SCRIPT_HELP", "CallScript", "EventsPost", "FaultPlan",
+        "POLL_HINTS", "QUIRKS", "RUN_SCRIPT_HELP", "SCRIPT_HELP", "CallScript", "EventsPost",
+        "FaultPlan",
         "FaultRule", "Simulator", "Submission", "ToolCallScript", "TurnScript", "serve_forever",
     ]
     for name in worker.simulator.__all__:

@@ -8,6 +8,7 @@ from worker.simulator.agents_script import SCRIPT_HELP, CallScript, TurnScript
 from worker.simulator.agents_state import EventsPost
 from worker.simulator.faults import FaultPlan, FaultRule
 from worker.simulator.quirks import POLL_HINTS, QUIRKS
+from worker.simulator.run_script import RUN_SCRIPT_HELP
 from worker.simulator.server import Simulator, serve_forever
 from worker.simulator.state import Submission
 from worker.simulator.wire import ToolCallScript
@@ -15,6 +16,7 @@ from worker.simulator.wire import ToolCallScript
 __all__ = [
     "POLL_HINTS",
     "QUIRKS",
+    "RUN_SCRIPT_HELP",
     "SCRIPT_HELP",
     "CallScript",
     "EventsPost",

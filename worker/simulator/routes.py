@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import math
 import time
@@ -15,7 +16,7 @@ from worker.simulator.agents_routes import AGENT_ENDPOINTS, AGENT_ROUTES
 from worker.simulator.agents_stream import AGENTS
 from worker.simulator.assistant_routes import ASSISTANT_ROUTES
 from worker.simulator.faults import STREAM_FAULTS
-from worker.simulator.replies import AZURE_API_VERSIONS, DEPS, Deps, Profile, error
+from worker.simulator.replies import AZURE_API_VERSIONS, DEPS, Deps, Profile, error, state_of
 from worker.simulator.run_routes import RUN_ROUTES
 from worker.simulator.streaming import REQUEST_FAULT, REQUEST_ID
 from worker.simulator.thread_routes import AZURE_THREAD_ROUTES, THREAD_ROUTES
@@ -95,7 +96,19 @@ def build_app(
         routes = AGENT_ROUTES + routes
     for method, path, handler in routes:
         app.router.add_route(method, prefix + path, handler, name=handler.__name__)
+    # The simulator's own window on what it was told, outside the API's prefix (see run_script).
+    app.router.add_get("/_sim/runs/{run_id}/outputs", sim_run_outputs, name="sim_run_outputs")
     return app
+
+
+async def sim_run_outputs(request: web.Request) -> web.Response:
+    """GET /_sim/runs/{run_id}/outputs: the outputs the run took, round by round."""
+    run = state_of(request).run_record(request.match_info["run_id"])
+    return web.json_response({
+        "run_id": run.id, "thread_id": run.thread_id, "status": run.status,
+        "outputs": [{"round": index + 1, "tool": name, "output": output}
+                    for index, name, output in run.outputs],
+    })
 
 
 # middleware: auth, beta header, faults, error bodies, request ids
@@ -115,7 +128,9 @@ async def _api_middleware(
     if deps.latency_s:
         await asyncio.sleep(deps.latency_s)
     try:
-        _check_headers(request, deps)
+        # /_sim/ takes the key but not the beta header: `curl -H "Authorization: Bearer ..."`.
+        _check_headers(request, dataclasses.replace(deps, require_beta_header=False)
+                       if request.path.startswith("/_sim/") else deps)
         if request.match_info.get("thread_id") in deps.refused_threads:
             raise RequestRefused(403, "You do not have access to this thread with this key.",
                                  error_type="invalid_request_error", code="permission_denied")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from worker.simulator.quirks import timestamp
@@ -53,6 +53,8 @@ class RunRecord:
     # action_type is the run's (a test may force it); pending_action is the current round's.
     action_type: str = "submit_tool_outputs"
     pending_action: str = "submit_tool_outputs"
+    # (round index, tool name, output) of every accepted output: the final answer lists them.
+    outputs: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:

@@ -250,12 +250,15 @@ class Simulator(AgentsFacade):
     ) -> str:
         """Start a run that goes through `rounds` of tool calls, then completes; returns its id.
 
-        Without `rounds`, the script is `metadata["sim_rounds"]` if given, else no tool calls.
+        Without `rounds`, the script is `metadata["sim_rounds"]` if given, else no tool calls
+        (a run created over HTTP without a script calls its tools: see `RUN_SCRIPT_HELP`).
 
         Raises:
             ValueError: unknown thread or assistant, or the thread already has an active run.
         """
         params = {"assistant_id": assistant_id, "metadata": dict(metadata or {})}
+        if rounds is None and "sim_rounds" not in params["metadata"]:
+            rounds = ()
         run = self.state.create_run(thread_id, params, rounds, expires_after_s, action_type)
         return str(run["id"])
 

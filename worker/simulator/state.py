@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from worker.simulator.approvals import (
     wrong_answer,
 )
 from worker.simulator.assistants import AssistantStore
+from worker.simulator.run_script import default_rounds
 from worker.simulator.runs import RunRecord, run_settings
 from worker.simulator.store import Submission
 from worker.simulator.threads import ThreadStore
@@ -62,7 +64,7 @@ class ApiState(AssistantStore, ThreadStore):
         if active is not None:
             raise refuse(f"Thread {thread_id} already has an active run {active.id}.")
         metadata = dict(params.get("metadata") or {})
-        script = _script(rounds, metadata)
+        script = _script(rounds, metadata, run_settings(params, assistant, metadata)["tools"])
         for message in params.get("additional_messages") or ():
             self.append_message(thread_id, message)
         now = self.clock()
@@ -133,6 +135,7 @@ class ApiState(AssistantStore, ThreadStore):
         except RequestRefused as exc:
             self.record_submission(thread_id, run_id, body, round_index, exc)
             raise
+        run.outputs.extend(_named_outputs(run, body))
         run.status = "queued"
         run.queued_since = self.clock()
         run.tool_calls = ()
@@ -233,12 +236,23 @@ def _pairs(body: object, key: str, value: str) -> tuple[tuple[str, object], ...]
     )
 
 
+def _named_outputs(run: RunRecord, body: object) -> list[tuple[int, str, str]]:
+    """(round, tool name, output) of each output the body gives the run's current round."""
+    names = {call["id"]: (call.get("function") or call).get("name", "?") for call in run.tool_calls}
+    return [(run.round_index, str(names.get(call_id, "?")),
+             output if isinstance(output, str) else json.dumps(output))
+            for call_id, output in _pairs(body, "tool_outputs", "output")]
+
+
 def _script(
-    rounds: Sequence[Sequence[ToolCallScript]] | None, metadata: Mapping[str, str]
+    rounds: Sequence[Sequence[ToolCallScript]] | None, metadata: Mapping[str, str],
+    tools: Sequence[Mapping[str, Any]],
 ) -> tuple[tuple[ToolCallScript, ...], ...]:
-    """The run's rounds: those given, else `metadata["sim_rounds"]`; none may be empty."""
+    """The run's rounds: those given, else `metadata["sim_rounds"]`, else one round calling
+    each function tool of the run once (see `default_rounds`); none may be empty."""
     if rounds is None:
-        rounds = parse_sim_rounds(metadata.get("sim_rounds"))
+        rounds = (parse_sim_rounds(metadata["sim_rounds"]) if "sim_rounds" in metadata
+                  else default_rounds(tools))
     script = tuple(tuple(round_) for round_ in rounds)
     if any(not round_ for round_ in script):
         raise refuse("Each scripted round needs at least one tool call.", param="metadata")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.simulator.approvals import APPROVAL_ACTION, mcp_call, round_action
 from worker.simulator.quirks import timestamp
+from worker.simulator.run_script import final_answer
 from worker.simulator.runs import THINKING_STATUSES, RunRecord
 from worker.simulator.wire import paginate, text_content
 
@@ -222,8 +223,7 @@ class Store:
             return
         run.status = "completed"
         run.completed_at = at
-        rounds = len(run.rounds)
-        answer = {"role": "assistant", "content": f"Done after {rounds} round(s) of tool calls."}
+        answer = {"role": "assistant", "content": final_answer(len(run.rounds), run.outputs)}
         message = self.append_message(run.thread_id, answer, at=at, run=run)
         self.emit(run.id, "thread.message.created",
                   {**message, "status": "in_progress", "completed_at": None})
