@@ -48,7 +48,8 @@ def report_config(settings: Settings, registry: Registry, source: str, *, ask_ap
     print(f"  api:     {api.base_url} ({api.backend}; {credentials} from "
           f"{api_key_source(settings)})")
     idle = nothing_watched(settings)
-    print(f"  watch:   {len(settings.watch.threads) + len(settings.watch.sessions)} thread(s)"
+    what = "session(s)" if api.backend == "agents" else "thread(s)"
+    print(f"  watch:   {len(settings.watch.threads) + len(settings.watch.sessions)} {what}"
           + (f"; warning: {idle}" if idle is not None else ""))
     print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
     print(f"  server:  http://{settings.server.host}:{settings.server.port}"

@@ -52,11 +52,13 @@ NOT_FOUND_HINT = ("the API answers 404 (not found) for every watched thread it w
 def nothing_watched(settings: Settings) -> str | None:
     """Why the worker would watch nothing and idle, or None when something can bring threads."""
     if settings.watch.threads or settings.watch.sessions or settings.watch.discover \
-            or settings.intake.redis_stream \
+            or settings.intake.redis_stream or settings.server.webhook_secret is not None \
             or settings.server.watch_token is not None:
         return None
-    return ("nothing is watched: [watch] threads is empty and no way in is on (discover, "
-            "[intake] redis_stream, [server] watch_token for POST /v1/watch); the worker idles")
+    key = "sessions" if settings.api.backend == "agents" else "threads"
+    return (f"nothing is watched: [watch] {key} is empty and no way in is on (discover, "
+            "[intake] redis_stream, [server] watch_token for POST /v1/watch, or webhook_secret); "
+            "the worker idles")
 
 
 async def threads_not_found(client: RoundsApi, threads: Sequence[str]) -> tuple[int, int]:
