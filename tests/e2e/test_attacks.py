@@ -315,7 +315,9 @@ async def test_a_thousand_new_tool_names_a_round_keep_memory_and_the_status_page
     assert end_mib - start_mib < 50
     assert len(page) < 100_000
     assert metrics_page.count("made_up_") == 0
-    assert page.count(b"made_up_") <= 2 * 10 * 10  # ten rounds: ten tools, ten failed calls
+    # A few names per round shown (its tools, its failed calls; rounds in flight), never one
+    # per name: 63,000 were sent.
+    assert page.count(b"made_up_") <= 500
     assert len(worker.raw) < 500_000, "no line per call, no line listing every name"
     too_many = worker.events("round has too many tool calls; the excess answered with an error")
     assert len(too_many) == WARM_ROUNDS + ROUNDS_MEASURED  # one line a round, not per call
