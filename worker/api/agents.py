@@ -217,7 +217,8 @@ class SessionsClient:
         answer = await self._transport.request(
             "GET", "list_sessions", "/agents/sessions", params=params, lane=Lane.IDLE)
         with self._transport.counted():
-            listed = items("list_sessions", answer.data)
+            listed = self._transport.at_most("list_sessions",
+                                             items("list_sessions", answer.data), limit)
         found = [item.get("id") if isinstance(item, dict) else None for item in listed]
         session_ids = [s for s in found if isinstance(s, str) and ids.is_valid_id(s)]
         if len(session_ids) < len(found):

@@ -105,7 +105,7 @@ class ApiClient:
             timeout_s=timeout_s,
         )
         with self._transport.counted():
-            listed = self._at_most(limit, items("list_runs", answer.data), "list_runs")
+            listed = self._transport.at_most("list_runs", items("list_runs", answer.data), limit)
             return [parse_run("list_runs", item, answer.poll_after_ms, thread_id=thread_id)
                     for item in listed]
 
@@ -231,7 +231,8 @@ class ApiClient:
             "GET", "list_threads", "/threads", params=params, lane=Lane.IDLE
         )
         with self._transport.counted():
-            listed = self._at_most(limit, items("list_threads", answer.data), "list_threads")
+            listed = self._transport.at_most("list_threads", items("list_threads", answer.data),
+                                             limit)
             found: list[object] = [item.get("id") if isinstance(item, dict) else None
                                    for item in listed]
             thread_ids = [t for t in found if isinstance(t, str) and ids.is_valid_id(t)]
@@ -243,16 +244,6 @@ class ApiClient:
                 raise BadAnswer("list_threads", "it says has_more, but lists no thread to read "
                                                 "on from")
         return thread_ids, (thread_ids[-1] if more else None)
-
-    def _at_most(self, limit: int, listed: list[Any], endpoint: str) -> list[Any]:
-        """The first ``limit`` items: a server that sends 55,000 when asked for 5 must not
-        make the worker parse them all. The excess is counted as a bad answer."""
-        if len(listed) <= limit:
-            return listed
-        self._transport.count_error(endpoint, BadAnswer(
-            endpoint, f"{len(listed)} items listed when at most {limit} were asked for; "
-                      "the rest are ignored"))
-        return listed[:limit]
 
     async def retrieve_thread_metadata(self, thread_id: str) -> Mapping[str, str]:
         """The thread's ``metadata`` (string pairs; anything else in it is left out).
@@ -279,8 +270,8 @@ class ApiClient:
             "GET", "list_assistants", "/assistants", params={"limit": limit}
         )
         with self._transport.counted():
-            listed = self._at_most(limit, items("list_assistants", answer.data),
-                                   "list_assistants")
+            listed = self._transport.at_most("list_assistants",
+                                             items("list_assistants", answer.data), limit)
         return [item for item in listed if isinstance(item, dict)]
 
     async def retrieve_assistant(self, assistant_id: str) -> dict[str, Any]:

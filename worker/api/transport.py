@@ -175,6 +175,16 @@ class Transport:
             self.count_error(error.endpoint, error)
             raise
 
+    def at_most(self, endpoint: str, listed: list[Any], limit: int) -> list[Any]:
+        """The first ``limit`` items of a listing: a server that sends 55,000 when asked for 5
+        must not make the worker parse them all. The excess is counted as a bad answer."""
+        if len(listed) <= limit:
+            return listed
+        self.count_error(endpoint, BadAnswer(
+            endpoint, f"{len(listed)} items listed when at most {limit} were asked for; "
+                      "the rest are ignored"))
+        return listed[:limit]
+
     def count_error(self, endpoint: str, error: ApiError) -> None:
         """Count a failed request by kind, tell health, and say once what will not heal."""
         self._metrics.api_errors.labels(endpoint, error.kind.value).inc()
