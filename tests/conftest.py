@@ -55,6 +55,18 @@ def _forget_secrets() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _uncached_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that runs the CLI in process configures real logging; cached there, a module's
+    logger would keep writing to that test's captured (then closed) stream in later tests."""
+    configure = structlog.configure
+
+    def uncached(**options: Any) -> None:
+        configure(**{**options, "cache_logger_on_first_use": False})
+
+    monkeypatch.setattr(structlog, "configure", uncached)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_logs() -> Iterator[None]:
     """Tests see log events through capture_logs; nothing is written to the terminal."""
     structlog.configure(

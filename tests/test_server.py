@@ -11,14 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from worker.config.secret import Secret
 from worker.config.settings import ServerSettings
-from worker.errors import WatchLimitReached
+from worker.errors import WatchLimitReached, WatchStoreError
 from worker.observability.metrics import INTAKE_REFUSALS, Metrics
 from worker.service.intake import Refusals
 from worker.service.server import FailureThrottle, Server
 from worker.testing import capture_logs
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 TOKEN = "watch-token-0123456789"
 HOSTILE_IDS = ["../../../assistants", "a?b", "a&b", "thread_1/runs", "", " thread_1",
@@ -57,14 +57,17 @@ def serve() -> Callable[..., Any]:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def start(watch: Callable[[str, str | None], None] | None = None,
+    async def start(watch: Callable[[str, str | None], Awaitable[None]] | None = None,
                     **settings: Any) -> AsyncIterator[Served]:
         seen: list[tuple[str, str | None]] = []
         metrics = Metrics()
+
+        async def remember(thread_id: str, run_id: str | None) -> None:
+            seen.append((thread_id, run_id))
+
         server = Server(
             ServerSettings(host="127.0.0.1", port=0, watch_token=Secret(TOKEN), **settings),
-            metrics, lambda: (True, {}),
-            watch=watch or (lambda thread_id, run_id: seen.append((thread_id, run_id))),
+            metrics, lambda: (True, {}), watch=watch or remember,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(server.serve)
@@ -111,7 +114,7 @@ class TestIds:
 class TestRefusals:
     async def test_a_full_worker_answers_429_with_the_reason(self, serve: Any) -> None:
         """WatchLimitReached from watch is a 429 naming [watch] max_threads, counted as full."""
-        def full(_thread_id: str, _run_id: str | None) -> None:
+        async def full(_thread_id: str, _run_id: str | None) -> None:
             raise WatchLimitReached(limit=3)
 
         async with serve(watch=full) as served:
@@ -120,6 +123,20 @@ class TestRefusals:
         assert status == 429
         assert "max_threads" in answer["error"]
         assert "3" in answer["error"]
+
+    async def test_a_store_that_cannot_commit_answers_503_and_keeps_nothing(
+        self, serve: Any
+    ) -> None:
+        """No 202 unless the announcement is stored: a failed store is a 503, retry later."""
+        async def unavailable(_thread_id: str, _run_id: str | None) -> None:
+            raise WatchStoreError("/state/watch.sqlite3", "disk I/O error")
+
+        async with serve(watch=unavailable) as served:
+            status, answer, _ = await served.post({"thread_id": "thread_abc"})
+            assert served.refused("unavailable") == 1
+            assert served.server.throttle.retry_after_s("127.0.0.1") is None
+        assert status == 503
+        assert "disk I/O error" in answer["error"]
 
     async def test_a_flood_of_wrong_tokens_is_counted_logged_once_and_throttled(
         self, serve: Any

@@ -64,10 +64,13 @@ class Served:
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
     seen: list[tuple[str, str | None]] = []
+
+    async def remember(thread_id: str, run_id: str | None) -> None:
+        seen.append((thread_id, run_id))
+
     server = Server(ServerSettings(host="127.0.0.1", port=0, watch_token=Secret(TOKEN),
                                    webhook_secret=Secret(SECRET)),
-                    Metrics(), lambda: (True, {}),
-                    watch=lambda thread_id, run_id: seen.append((thread_id, run_id)))
+                    Metrics(), lambda: (True, {}), watch=remember)
     async with anyio.create_task_group() as tg:
         await tg.start(server.serve)
         yield Served(server, seen)
@@ -145,7 +148,7 @@ async def test_a_session_is_announced_through_the_watch_endpoint(served: Served)
 async def test_the_endpoint_is_off_without_a_secret() -> None:
     """No secret: 404 naming the variable that turns it on."""
     server = Server(ServerSettings(host="127.0.0.1", port=0), Metrics(), lambda: (True, {}),
-                    watch=lambda thread_id, run_id: None)
+                    watch=_ignore)
     async with anyio.create_task_group() as tg:
         await tg.start(server.serve)
         status, answer = await Served(server, []).deliver(b"{}", {})
@@ -158,4 +161,8 @@ def test_a_secret_that_is_not_base64_is_a_config_error() -> None:
     """Said at start, naming the key, instead of failing at the first delivery."""
     with pytest.raises(ConfigError, match="whsec_"):
         Server(ServerSettings(webhook_secret=Secret("whsec_not base64!")), Metrics(),
-               lambda: (True, {}), watch=lambda thread_id, run_id: None)
+               lambda: (True, {}), watch=_ignore)
+
+
+async def _ignore(_thread_id: str, _run_id: str | None) -> None:
+    """A watch that takes everything and keeps nothing."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,6 +20,7 @@ from worker.rounds.live import live_streams
 from worker.rounds.pipeline import Pipeline
 from worker.rounds.poller import Poller
 from worker.rounds.scope import Scope
+from worker.rounds.watchlist import open_watchlist
 from worker.service.api_health import check_access
 from worker.service.claims import open_claim_store
 from worker.service.redis_connection import replica_name
@@ -97,8 +97,7 @@ class Worker:
             ConfigError: the API refused the first request, or Redis support is missing.
         """
         async with (
-            open_resources(self.registry.resource_types(),
-                           self._resource_overrides) as resources,
+            open_resources(self.registry.resource_types(), self._resource_overrides) as resources,
             open_client(self._profile, self.settings, self.metrics, clock=self.clock,
                         health=self.health) as client,
             open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
@@ -128,12 +127,13 @@ class Worker:
         pipeline = Pipeline.build(client, claims, self.registry, self.settings, self.metrics,
                                   self.clock, resources, scope=scope, tracing=self.tracing,
                                   board=self.status, approvals=approvals)
-        async with send, receive, anyio.create_task_group() as tg:  # closed on a failed start too
+        async with (send, receive, open_watchlist(self.settings, self.metrics, poller) as watchlist,
+                    anyio.create_task_group() as tg):  # closed on a failed start too
             self.server = await start_edges(
                 tg, self.settings, metrics=self.metrics, health=self.health, clock=self.clock,
-                client=client, claims=claims, watch=poller.watch, status=self.status.snapshot,
-                watch_signals=self._shutdown.watch_signals)
-            tg.start_soon(functools.partial(poller.run, send, until_idle=until_idle))
+                client=client, claims=claims, announce=watchlist.announcer,
+                status=self.status.snapshot, watch_signals=self._shutdown.watch_signals)
+            tg.start_soon(lambda: poller.run(send, until_idle=until_idle))
             log.info("worker started", tools=[t.name for t in self.registry],
                      threads=poller.watched, **scope.facts())
             task_status.started()

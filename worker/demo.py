@@ -140,7 +140,7 @@ async def run_demo(*, runs: int = 24, seed: int = 7, port: int = DEMO_PORT,
               f"{', '.join(t.name for t in registry)}\n", flush=True)
         settings = Settings.model_validate({
             "api": {"base_url": sim.base_url, "max_requests_per_s": 0, **scene.api},
-            "watch": {**scene.watch, "active_poll_interval_s": 0.05},
+            "watch": {**scene.watch, "active_poll_interval_s": 0.05, "store": "memory"},
             "server": {"host": "127.0.0.1", "port": port},
         })
         worker = Worker(settings.model_copy(update={"api_key": Secret(DEMO_KEY)}), registry)

@@ -216,7 +216,7 @@ class ToolWorker:
         return Settings(
             api=ApiSettings(base_url=base_url),
             watch=WatchSettings(threads=(thread_id,), active_poll_interval_s=0.01,
-                                idle_poll_interval_s=0.05),
+                                idle_poll_interval_s=0.05, store="memory"),
             tools=self.tools,
             server=ServerSettings(enabled=False),
             api_key=Secret(_KEY),

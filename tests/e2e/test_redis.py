@@ -11,7 +11,7 @@ from tests.conftest import make_settings, wait_for
 from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
 from worker.config.settings import IntakeSettings
 from worker.daemon import Worker
-from worker.errors import CoordinationError, WatchLimitReached
+from worker.errors import CoordinationError, WatchLimitReached, WatchStoreError
 from worker.handlers.registry import Registry
 from worker.models import Round, ToolCall
 from worker.observability.metrics import Metrics
@@ -107,7 +107,11 @@ async def intake_for(server: RedisServer, seen: list[tuple[str, str | None]], co
     settings = IntakeSettings(redis_stream=True, redis_url=server.url, stream="s", group="g",
                               claim_idle_s=claim_idle_s)
     client = connect_redis(server.url)
-    return RedisIntake(client, settings, lambda t, r: seen.append((t, r)), consumer)
+
+    async def remember(thread_id: str, run_id: str | None) -> None:
+        seen.append((thread_id, run_id))
+
+    return RedisIntake(client, settings, remember, consumer)
 
 
 async def test_each_entry_reaches_one_replica(redis_server: RedisServer) -> None:
@@ -193,7 +197,7 @@ async def test_entries_with_ids_no_api_issues_are_dropped_counted_and_acked(
 
 async def test_an_entry_refused_by_a_full_worker_stays_pending(redis_server: RedisServer) -> None:
     """WatchLimitReached leaves the entry unacknowledged, for a replica with room, and counts it."""
-    def full(_thread_id: str, _run_id: str | None) -> None:
+    async def full(_thread_id: str, _run_id: str | None) -> None:
         raise WatchLimitReached(limit=1)
 
     settings = IntakeSettings(redis_stream=True, redis_url=redis_server.url, stream="s", group="g")
@@ -209,6 +213,24 @@ async def test_an_entry_refused_by_a_full_worker_stays_pending(redis_server: Red
     await client.aclose()
     assert pending["pending"] == 1
     assert 'toolworker_intake_refused_total{reason="full"} 1.0' in metrics.exposition().decode()
+
+
+async def test_an_entry_the_store_cannot_keep_stays_pending(redis_server: RedisServer) -> None:
+    """An entry is acknowledged only once stored: a failing watch store leaves it pending."""
+    async def unavailable(_thread_id: str, _run_id: str | None) -> None:
+        raise WatchStoreError("redis://store", "ConnectionError: refused")
+
+    settings = IntakeSettings(redis_stream=True, redis_url=redis_server.url, stream="s", group="g")
+    intake = RedisIntake(connect_redis(redis_server.url), settings, unavailable, "one")
+    client = connect_redis(redis_server.url)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(intake.run)
+        await enqueue(client, "thread_kept", stream="s")
+        await wait_for(lambda: intake.refusals.total["unavailable"] == 1, what="the refusal")
+        tg.cancel_scope.cancel()
+    pending = await client.xpending("s", "g")
+    await client.aclose()
+    assert pending["pending"] == 1
 
 
 async def test_the_worker_answers_a_run_enqueued_on_the_stream(redis_server: RedisServer) -> None:
@@ -238,7 +260,7 @@ async def test_an_entry_whose_watch_raises_is_dropped_and_the_reader_goes_on(
     entry is watched."""
     seen: list[tuple[str, str | None]] = []
 
-    def brittle(thread_id: str, run_id: str | None) -> None:
+    async def brittle(thread_id: str, run_id: str | None) -> None:
         if thread_id == "thread_boom":
             raise RuntimeError("something nobody foresaw")
         seen.append((thread_id, run_id))

@@ -30,10 +30,10 @@ APPROVAL_DECISIONS = tuple(decision.value for decision in ApprovalDecision)
 # Why POST /v1/watch or the Redis stream refused a request: wrong token, a body that is not
 # {"thread_id": ...}, an id no API issues, the worker at [watch] max_threads, an address
 # answered 429 after too many failures, bytes that are not UTF-8, or an entry that raised
-# something unforeseen (dropped, never fatal), or a Host that is not loopback on a loopback
-# server's /status or /v1/watch (DNS rebinding).
+# something unforeseen (dropped, never fatal), a Host that is not loopback on a loopback
+# server's /status or /v1/watch (DNS rebinding), or the watch store could not commit it.
 INTAKE_REFUSALS = ("auth", "bad_request", "bad_id", "full", "throttled", "undecodable", "error",
-                   "replayed", "bad_host")
+                   "replayed", "bad_host", "unavailable")
 
 # No `*_created` series: a timestamp per counter and histogram series, which doubles what is
 # scraped and which no dashboard or alert reads (process_start_time_seconds says when it
@@ -168,6 +168,10 @@ class Metrics:
         self.threads_dropped = Counter(
             "toolworker_threads_dropped",
             "Watched threads dropped because the API does not know them (404).", registry=r,
+        )
+        self.threads_retired = Counter(
+            "toolworker_threads_retired",
+            "Watched threads forgotten after [watch] forget_after_s without a run.", registry=r,
         )
         self.poll_lag = Histogram(
             "toolworker_poll_lag_seconds", "How late polls start behind their schedule.",

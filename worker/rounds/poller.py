@@ -14,6 +14,7 @@ from worker.errors import ApiError, AuthError, ConfigError, NotFound, WatchLimit
 from worker.models import Round, Run, RunStatus
 from worker.rounds.approvals import AWAITING_APPROVAL
 from worker.rounds.discovery import Discovery
+from worker.rounds.following import WatchedThreads
 from worker.rounds.schedule import Pace, ThreadState, Timeline
 from worker.rounds.scope import UNSUPPORTED_ACTION, active_run, record_left
 from worker.service.api_health import NOT_FOUND_HINT
@@ -40,7 +41,7 @@ LIST_RUNS_LIMIT = 5
 DROPPED_LOG_INTERVAL_S = 10.0
 
 
-class Poller:
+class Poller(WatchedThreads):
     """Polls watched threads on one timeline and sends each new round down a stream.
 
     There is no task or timer per thread: heaps of next-poll times drive a single loop. Each
@@ -88,15 +89,15 @@ class Poller:
         for thread_id in configured:
             self._add(thread_id, announced=False)
 
-    def watch(self, thread_id: str, run_id: str | None = None) -> None:
-        """Follow an announced thread (and optionally a known run of it) from now on.
+    def watch(self, thread_id: str, run_id: str | None = None, *, announced: bool = True) -> None:
+        """Follow a thread (and a known run of it); ``announced`` ones are looked at first.
 
         Raises:
             WatchLimitReached: ``max_threads`` threads are watched already.
         """
         new = thread_id not in self._watches
-        watch = self._watches.get(thread_id) or self._add(thread_id, announced=True)
-        watch.announced = watch.run_id is None
+        watch = self._watches.get(thread_id) or self._add(thread_id, announced=announced)
+        watch.announced = announced and watch.run_id is None
         if run_id is not None and watch.run_id is None:
             self._set_run(watch, run_id)
             self._track(watch)
@@ -333,12 +334,7 @@ class Poller:
         # Not found: one summary line per interval, not one per id (a flood of bogus
         # announcements would otherwise flood the log too).
         self._dropped.append(watch.thread_id)
-        del self._watches[watch.thread_id]
-        self._key_refused(watch.thread_id, None)
-        if self._streams is not None:
-            self._streams.drop(watch.thread_id)
-        self._unsettled.discard(watch.thread_id)
-        self._metrics.watched_threads.set(len(self._watches))
+        self._remove(watch.thread_id)
         self._metrics.threads_dropped.inc()
         return None
 

@@ -1,8 +1,9 @@
 """Intake: threads and runs to watch, announced at run time (a Redis stream, POST /v1/watch).
 
 Applications call ``enqueue()``; every replica reads the stream in one consumer group, so each
-entry reaches one replica. An entry is acknowledged once its thread is watched; entries that a
-dead replica read but never acknowledged are taken over by another after ``claim_idle_s``.
+entry reaches one replica. An entry is acknowledged once its thread is in the watch store (and
+watched); entries that a dead replica read but never acknowledged are taken over by another
+after ``claim_idle_s``.
 
 Everything an intake receives comes from outside: ids are checked against what an API issues
 before they reach the poller, and refusals are counted and logged at a bounded rate
@@ -14,13 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
-from worker.errors import WatchLimitReached
+from worker.errors import WatchLimitReached, WatchStoreError
 from worker.ids import is_valid_id
 from worker.service.redis_connection import connect_redis
 
@@ -32,9 +33,10 @@ __all__ = ["RedisIntake", "Refusals", "Watch", "enqueue"]
 
 log = structlog.get_logger("worker.service.intake")
 
-# Adds a thread (and optionally a known run of it) to the watched set; raises
-# WatchLimitReached when the worker follows as many threads as it may.
-Watch = Callable[[str, str | None], None]
+# Adds a thread (and optionally a known run of it) to the watched set, committed to the watch
+# store when it returns (``Watchlist.announcer``); raises WatchLimitReached when the worker
+# follows as many threads as it may, WatchStoreError when the store cannot commit it.
+Watch = Callable[[str, str | None], Awaitable[None]]
 
 REFUSAL_LOG_INTERVAL_S = 10.0
 
@@ -195,10 +197,10 @@ class RedisIntake:
 
     async def _handle(self, entries: list[tuple[Any, Any]]) -> None:
         for entry_id, fields in entries:
-            if self._take_safely(entry_id, fields):
+            if await self._take_safely(entry_id, fields):
                 await self._redis.xack(self._settings.stream, self._settings.group, entry_id)
 
-    def _take_safely(self, entry_id: Any, fields: Any) -> bool:
+    async def _take_safely(self, entry_id: Any, fields: Any) -> bool:
         """``_take`` that no entry can break: whatever one raises drops it, counted, acknowledged.
 
         Anyone who can XADD writes here; an entry that stopped the reader would stop every
@@ -206,7 +208,7 @@ class RedisIntake:
         """
         entry = repr(entry_id)[:40]
         try:
-            return self._take(entry, _decode(fields))
+            return await self._take(entry, _decode(fields))
         except _Unusable as exc:
             self.refusals.refuse(exc.reason, str(exc), entry=entry)
         except Exception as exc:  # noqa: BLE001 - one entry must never end the intake
@@ -221,7 +223,7 @@ class RedisIntake:
             self._traceback_at = now
             log.error(message, exc_info=exc)
 
-    def _take(self, entry: str, data: dict[str, str]) -> bool:
+    async def _take(self, entry: str, data: dict[str, str]) -> bool:
         """Watch the entry's thread; False leaves the entry pending, to be taken over later."""
         thread_id, run_id = data.get("thread_id") or data["session_id"], data.get("run_id") or None
         if not is_valid_id(thread_id) or (run_id is not None and not is_valid_id(run_id)):
@@ -231,10 +233,12 @@ class RedisIntake:
                                  thread_id=repr(thread_id)[:60], run_id=repr(run_id)[:60])
             return True
         try:
-            self._watch(thread_id, run_id)
-        except WatchLimitReached as exc:
-            # Left unacknowledged: after claim_idle_s this or another replica tries again.
-            self.refusals.refuse("full", str(exc), entry=entry)
+            await self._watch(thread_id, run_id)
+        except (WatchLimitReached, WatchStoreError) as exc:
+            # Left unacknowledged (acknowledged only once stored): after claim_idle_s this or
+            # another replica tries again.
+            reason = "full" if isinstance(exc, WatchLimitReached) else "unavailable"
+            self.refusals.refuse(reason, str(exc), entry=entry)
             return False
         self.handled += 1
         return True

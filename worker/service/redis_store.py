@@ -85,6 +85,7 @@ class RedisWatchStore(WatchStore):
     """Entries in one Redis hash shared by the replicas (see the module's docstring)."""
 
     name = "redis"
+    shared = True
 
     def __init__(self, redis: Any, *, prefix: str, where: str) -> None:
         self._redis = redis

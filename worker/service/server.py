@@ -18,7 +18,7 @@ import anyio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from worker.errors import ConfigError, InvalidId, WatchLimitReached
+from worker.errors import ConfigError, InvalidId, WatchLimitReached, WatchStoreError
 from worker.ids import MAX_ID_CHARS, is_valid_id
 from worker.service.connections import ConnectionGuard
 from worker.service.intake import Refusals
@@ -302,7 +302,7 @@ class Server:
         try:
             response = await _answer_watch(request, token, watch)
         except _Refused as refused:
-            if refused.reason != "full":  # a full worker is not the caller's fault
+            if refused.reason not in ("full", "unavailable"):  # not the caller's fault
                 self.throttle.failed(address)
             self.refusals.refuse(refused.reason, refused.message, address=address)
             return _problem(refused.status, refused.message)
@@ -337,9 +337,12 @@ async def _answer_watch(request: web.Request, token: Secret, watch: Watch) -> we
         if value is not None and not is_valid_id(value):
             raise _Refused(400, str(InvalidId(what, value, max_chars=MAX_ID_CHARS)), "bad_id")
     try:
-        watch(thread_id, run_id)
+        await watch(thread_id, run_id)  # committed to the watch store when it returns
     except WatchLimitReached as exc:
         raise _Refused(429, str(exc), "full") from None
+    except WatchStoreError as exc:
+        raise _Refused(503, f"cannot keep the thread now ({exc.reason}); retry later",
+                       "unavailable") from None
     return web.json_response({"watching": thread_id, "run_id": run_id}, status=202)
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from worker.observability.metrics import Metrics
     from worker.service.claims import ClaimStore
     from worker.service.intake import Watch
+    from worker.service.watch_store import Source
 
 __all__ = ["start_edges"]
 
@@ -41,24 +42,29 @@ async def start_edges(
     clock: ApiClock,
     client: RoundsApi,
     claims: ClaimStore,
-    watch: Watch,
+    announce: Callable[[Source], Watch],
     status: Callable[[], dict[str, Any]] | None,
     watch_signals: Callable[..., Any],
 ) -> Server | None:
-    """Start every edge the settings ask for in ``tg``; returns the server, once it listens."""
+    """Start every edge the settings ask for in ``tg``; returns the server, once it listens.
+
+    ``announce(source)`` is the ``Watch`` of one way in (``Watchlist.announcer``).
+    """
     server = None
     idle = nothing_watched(settings)
     if idle is not None:
         log.warning(idle)
     if settings.server.enabled:
         server = Server(settings.server, metrics, health.readiness, liveness=health.liveness,
-                        watch=watch, status=status, max_connections=connection_cap(settings))
+                        watch=announce("announced"), status=status,
+                        max_connections=connection_cap(settings))
         await tg.start(server.serve)
     await tg.start(watch_signals)
     tg.start_soon(keep_health, client, settings.watch, health, claims, clock)
     if settings.intake.redis_stream:
         tg.start_soon(RedisIntake.from_settings(
-            settings.intake, watch=watch, consumer=replica_name(), metrics=metrics,
+            settings.intake, watch=announce("intake"), consumer=replica_name(),
+            metrics=metrics,
             report=functools.partial(health.dependency, "intake"),
         ).run)
     return server

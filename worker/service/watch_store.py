@@ -86,6 +86,7 @@ class WatchStore(ABC):
     """
 
     name: str = "store"  # memory, sqlite, redis
+    shared: bool = False  # other processes change it too (Redis): replicas re-read it
     where: str = ""  # for the start log: a path or a Redis URL without its password
 
     @abstractmethod

@@ -19,7 +19,7 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
-from worker.errors import ConfigError, WatchLimitReached
+from worker.errors import ConfigError, WatchLimitReached, WatchStoreError
 from worker.ids import is_valid_id
 
 if TYPE_CHECKING:
@@ -68,13 +68,13 @@ class WebhookIntake:
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one delivery: 200 when taken (or a replay, not acted on), 4xx when refused."""
         try:
-            return self._take(await request.read(), request.headers)
+            return await self._take(await request.read(), request.headers)
         except _Refused as refused:
             self._refusals.refuse(refused.reason, refused.message,
                                   address=request.remote or "unknown")
             return web.json_response({"error": refused.message}, status=refused.status)
 
-    def _take(self, body: bytes, headers: Any) -> web.Response:
+    async def _take(self, body: bytes, headers: Any) -> web.Response:
         event = self._verified(body, headers)
         webhook_id = str(headers["webhook-id"])
         self._forget_old()
@@ -92,9 +92,13 @@ class WebhookIntake:
         if not is_valid_id(session_id):
             raise _Refused(400, "the event's data.id is not a session id", "bad_id")
         try:
-            self._watch(str(session_id), None)
+            await self._watch(str(session_id), None)  # committed to the watch store
         except WatchLimitReached as exc:
             raise _Refused(429, str(exc), "full") from None
+        except WatchStoreError as exc:  # not remembered as seen: the sender's retry is taken
+            self._seen.pop(webhook_id, None)
+            raise _Refused(503, f"cannot keep the session now ({exc.reason}); retry later",
+                           "unavailable") from None
         self.accepted += 1
         return web.json_response({"watching": session_id})
 
