@@ -262,8 +262,13 @@ def test_compose_replicas_profile_shares_claims_in_its_redis() -> None:
     settings = load_config(DOCKER / "worker.toml", environ=environ)
     assert settings.coordination.backend == "redis"
     assert urlsplit(settings.coordination.redis_url).hostname == "redis"
-    for key in ("volumes", "read_only", "cap_drop", "stop_signal", "stop_grace_period"):
+    for key in ("read_only", "cap_drop", "stop_signal", "stop_grace_period"):
         assert workers[key] == worker[key], key
+    # The replicas' watch set is in Redis, on a volume with appendonly; the worker's in SQLite.
+    assert workers["volumes"] == [v for v in worker["volumes"] if "/var/lib/tool-worker" not in v]
+    assert "worker-state:/var/lib/tool-worker" in worker["volumes"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert [v.split(":")[1] for v in redis["volumes"]] == ["/data"]
     shared = {k: v for k, v in workers["environment"].items() if "COORDINATION" not in k}
     assert shared == worker["environment"]
 

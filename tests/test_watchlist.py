@@ -102,7 +102,7 @@ async def test_a_restart_follows_every_stored_entry_and_the_config() -> None:
         assert await second.load() == 2
     assert follower.followed == {"thread_conf": None, "thread_a": "run_1"}
     loaded = next(line for line in logs if line["event"] == "watch store loaded")
-    assert (loaded["store"], loaded["entries"]) == ("memory", 2)
+    assert (loaded["store"], loaded["where"], loaded["entries"]) == ("memory", store.where, 2)
 
 
 async def test_idle_threads_are_retired_but_not_configured_or_running_ones() -> None:

@@ -52,7 +52,7 @@ def make_worker(base_url: str, threads: Sequence[str], *,
                 **sections: dict[str, Any]) -> Worker:
     """A Worker for the API at ``base_url`` with fast test polling; sections override."""
     watch = {"threads": list(threads), "active_poll_interval_s": 0.02,
-             "idle_poll_interval_s": 0.2, **sections.pop("watch", {})}
+             "idle_poll_interval_s": 0.2, "store": "memory", **sections.pop("watch", {})}
     settings = make_settings(
         api={"base_url": base_url, "max_requests_per_s": 0, **sections.pop("api", {})},
         watch=watch,

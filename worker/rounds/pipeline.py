@@ -138,6 +138,11 @@ class Pipeline:
                 raise
             finally:
                 in_flight.discard(current)
+            if following is not None and draining():
+                # The signal came while this round ran: the next round is left for the next
+                # worker, which finds it by polling.
+                log.info("draining: leaving the run's next round to the next worker")
+                following = None
             current, found_by = following, "stream"
         return next_poll_s
 
