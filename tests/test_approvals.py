@@ -14,7 +14,8 @@ from worker.observability.metrics import Metrics
 from worker.rounds.approvals import ApprovalPolicy, Rule
 from worker.testing import capture_logs
 
-KEY = {"OPENAI_API_KEY": "sk-test", "AZURE_AI_API_KEY": "az-test"}
+KEY = {"OPENAI_API_KEY": "sk-test", "AZURE_AI_API_KEY": "az-test",
+       "TOOL_WORKER__API__BASE_URL": "https://r.services.ai.azure.com/api/projects/p"}
 
 
 def policy(*rules: dict[str, str], **logging: Any) -> ApprovalPolicy:

@@ -19,6 +19,8 @@ from worker.config.secret import Secret
 from worker.config.settings import ApiSettings
 from worker.errors import ConfigError
 
+AZURE_URL = "https://my-resource.services.ai.azure.com/api/projects/my-project"
+
 
 @dataclass
 class Token:
@@ -73,9 +75,9 @@ async def test_entra_tokens_are_cached_until_close_to_expiry() -> None:
 def test_missing_keys_are_config_errors() -> None:
     """A profile that needs a key and has none says which variable to set."""
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        build_profile(ApiSettings(), None)
+        build_profile(ApiSettings(base_url="http://127.0.0.1:8080/v1"), None)
     with pytest.raises(ConfigError, match="AZURE_AI_API_KEY"):
-        build_profile(ApiSettings(backend="azure", azure_auth="api_key"), None)
+        build_profile(ApiSettings(backend="azure", azure_auth="api_key", base_url=AZURE_URL), None)
 
 
 def test_entra_is_the_azure_default_and_a_refused_key_points_at_it() -> None:
@@ -98,6 +100,12 @@ def azure_identity_installed() -> bool:
 def test_entra_without_azure_identity_says_how_to_install_it() -> None:
     """Entra ID auth (the azure default) without the [azure] extra names the extra, in one line."""
     with pytest.raises(ConfigError, match=r"pip install 'tool-worker\[azure\]'") as caught:
-        build_profile(ApiSettings(backend="azure"), None)
+        build_profile(ApiSettings(backend="azure", base_url=AZURE_URL), None)
     assert "\n" not in str(caught.value)
     assert 'azure_auth = "api_key"' in str(caught.value)
+
+
+def test_a_profile_without_base_url_names_the_choices() -> None:
+    """Settings built in code without an address get the same choices as check-config."""
+    with pytest.raises(ConfigError, match='backend = "agents"'):
+        build_profile(ApiSettings(), Secret("sk-x"))

@@ -85,7 +85,8 @@ def test_check_config_reports_what_it_found(
     """`check-config` validates, imports the handlers and summarizes without showing the key."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-0123456789")
     config = tmp_path / "w.toml"
-    config.write_text('[watch]\nthreads = ["thread_a", "thread_b"]\n')
+    config.write_text('[api]\nbase_url = "http://127.0.0.1:8080/v1"\n'
+                      '[watch]\nthreads = ["thread_a", "thread_b"]\n')
     assert main(["check-config", "--no-api", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "configuration OK" in out
@@ -108,7 +109,7 @@ def test_check_config_names_the_variable_the_key_came_from(
     """`check-config` says which variable gave the key, for the backend configured."""
     monkeypatch.setenv(env, "k-0123456789")
     config = tmp_path / "w.toml"
-    config.write_text(f"[api]\n{api}\n")
+    config.write_text(f'[api]\n{api}\nbase_url = "http://127.0.0.1:8080/v1"\n')
     assert main(["check-config", "--no-api", "--config", str(config)]) == 0
     assert source in capsys.readouterr().out
 
@@ -118,7 +119,8 @@ def test_check_config_for_azure_entra_names_the_missing_extra(
 ) -> None:
     """backend = "azure" uses Entra ID by default; without azure-identity that is one clear line."""
     config = tmp_path / "w.toml"
-    config.write_text('[api]\nbackend = "azure"\n')
+    config.write_text('[api]\nbackend = "azure"\n'
+                      'base_url = "https://r.services.ai.azure.com/api/projects/p"\n')
     code = main(["check-config", "--no-api", "--config", str(config)])
     out, err = capsys.readouterr()
     if importlib.util.find_spec("azure") and importlib.util.find_spec("azure.identity"):
@@ -143,6 +145,7 @@ def test_bad_config_is_one_line_and_exit_2(
 ) -> None:
     """A bad config exits 2 with one line naming the problem."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("TOOL_WORKER__API__BASE_URL", "http://127.0.0.1:8080/v1")
     config = tmp_path / "w.toml"
     config.write_text(text)
     assert main(["check-config", "--no-api", "--config", str(config)]) == code
@@ -235,3 +238,26 @@ def test_the_ready_made_tools_old_module_name_still_works_with_a_warning(
     with pytest.warns(FutureWarning, match="'tools.builtin' is now 'tool_worker_tools.builtin'"):
         assert main(["tools", "list", "--config", str(config)]) == 0
     assert "calculate" in capsys.readouterr().out
+
+
+def test_check_config_example_prints_the_documented_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config --example` prints the packaged example, which loads and checks as is."""
+    assert main(["check-config", "--example"]) == 0
+    text = capsys.readouterr().out
+    assert text == (Path(__file__).resolve().parents[1] / "config.example.toml").read_text("utf-8")
+    config = tmp_path / "worker.toml"
+    config.write_text(text)
+    assert main(["check-config", "--config", str(config)]) == 2  # no key in this environment
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+def test_an_unknown_key_points_at_the_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped key's error names the command that lists the keys, which an install has."""
+    config = tmp_path / "worker.toml"
+    config.write_text("[watch]\nthread = ['thread_a']\n")
+    assert main(["tools", "list", "--config", str(config)]) == 2
+    assert "tool-worker check-config --example" in capsys.readouterr().err

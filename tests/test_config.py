@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 KEY = {"OPENAI_API_KEY": "sk-test-1234567890"}
+SIM_URL = "http://127.0.0.1:8080/v1"
+# A key and a server: what a config needs beyond the defaults to talk to an API.
+ENV = {**KEY, "TOOL_WORKER__API__BASE_URL": SIM_URL}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -22,10 +25,10 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_need_only_a_key() -> None:
+def test_defaults_need_a_key_and_a_server() -> None:
     """With no file, the defaults hold and the key comes from OPENAI_API_KEY."""
-    settings = load_config(environ=KEY)
-    assert settings.api.base_url == "https://api.openai.com/v1"
+    settings = load_config(environ=ENV)
+    assert settings.api.base_url == SIM_URL
     assert settings.tools.modules == ("tool_worker_tools.builtin",)
     assert settings.server.port == 9464
     assert settings.api_key is not None
@@ -67,9 +70,24 @@ def test_key_from_a_secret_file(tmp_path: Path) -> None:
     secret = tmp_path / "key"
     secret.write_text("sk-from-file\n")
     path = write(tmp_path, f'[api]\napi_key_file = "{secret}"\n')
-    settings = load_config(path, environ=KEY)
+    settings = load_config(path, environ=ENV)
     assert settings.api_key is not None
     assert settings.api_key.get() == "sk-from-file"
+
+
+@pytest.mark.parametrize(("backend", "says"), [
+    ("openai", ['backend = "agents"', 'backend = "azure"', "compatible", "tool-worker simulate"]),
+    ("azure", ["project endpoint", "services.ai.azure.com"]),
+])
+def test_no_base_url_names_the_choices(tmp_path: Path, backend: str, says: list[str]) -> None:
+    """OpenAI's Assistants API is retired, so there is no default address: the error says what to use."""
+    path = write(tmp_path, f'[api]\nbackend = "{backend}"\nazure_auth = "api_key"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=KEY)
+    assert str(caught.value).startswith(f"{path}: api.base_url: no base_url")
+    for words in says:
+        assert words in str(caught.value)
+    assert load_config(path, environ=KEY, require_api_key=False).api.base_url is None
 
 
 def test_missing_key_is_a_clear_error() -> None:
@@ -151,13 +169,13 @@ def test_an_inline_watch_token_says_where_it_goes(tmp_path: Path) -> None:
 
 def test_the_watch_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     """The token is read verbatim from the environment (digits stay a string) or from a file."""
-    from_env = load_config(environ={**KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "0123456789012345"})
+    from_env = load_config(environ={**ENV, "TOOL_WORKER__SERVER__WATCH_TOKEN": "0123456789012345"})
     assert from_env.server.watch_token is not None
     assert from_env.server.watch_token.get() == "0123456789012345"
     token_file = tmp_path / "token"
     token_file.write_text("tok-from-file-0123\n")
     path = write(tmp_path, f"[server]\nwatch_token_file = '{token_file}'\n")
-    from_file = load_config(path, environ=KEY)
+    from_file = load_config(path, environ=ENV)
     assert from_file.server.watch_token is not None
     assert from_file.server.watch_token.get() == "tok-from-file-0123"
     assert "tok-from-file-0123" not in repr(from_file)
@@ -167,7 +185,7 @@ def test_the_watch_token_comes_from_the_environment_or_a_file(tmp_path: Path) ->
 def test_secret_values_lists_what_logs_must_hide() -> None:
     """The key, the watch token and Redis passwords are the literals handed to the logs."""
     settings = load_config(environ={
-        **KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": "tok-0123456789abc",
+        **ENV, "TOOL_WORKER__SERVER__WATCH_TOKEN": "tok-0123456789abc",
         "TOOL_WORKER__COORDINATION__REDIS_URL": "redis://:redis-pass-1@db:6379/0",
         "TOOL_WORKER__INTAKE__REDIS_URL": "redis://user:other-pass-2@db:6379/1",
     })
@@ -187,7 +205,7 @@ def test_a_short_or_spaced_watch_token_is_a_config_error(token: str) -> None:
 
 def test_the_key_never_prints() -> None:
     """repr, str and the settings' repr hide the key."""
-    settings = load_config(environ=KEY)
+    settings = load_config(environ=ENV)
     assert "sk-test" not in repr(settings)
     assert "sk-test" not in str(settings)
     assert repr(Secret("sk-abc")) == "Secret('***')"
@@ -203,7 +221,8 @@ def test_the_example_documents_every_key() -> None:
 
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     settings = load_config(example, environ=KEY)
-    assert settings.model_dump() == load_config(environ=KEY).model_dump()  # shows the defaults
+    # It shows the defaults, and the simulator's address where base_url has none.
+    assert settings.model_dump() == load_config(environ=ENV).model_dump()
     text = example.read_text()
     parsed = tomllib.loads(text)
     for section, field in Settings.model_fields.items():
@@ -221,7 +240,7 @@ def test_streams_and_connections_are_sized_apart(tmp_path):
     """Streams have their own pool: lowering max_connections alone loads, streams untouched."""
     path = tmp_path / "worker.toml"
     path.write_text("[api]\nmax_connections = 8\nmax_streams = 32\n")
-    settings = load_config(path, environ={"OPENAI_API_KEY": "sk-x"})
+    settings = load_config(path, environ={**ENV, "OPENAI_API_KEY": "sk-x"})
     assert (settings.api.max_connections, settings.api.max_streams) == (8, 32)
 
 

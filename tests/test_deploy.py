@@ -22,6 +22,7 @@ import yaml
 
 from worker.config.loading import load_config
 from worker.config.settings import ServerSettings, ShutdownSettings
+from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -29,6 +30,7 @@ DOCKER = DEPLOY / "docker"
 KUBERNETES = DEPLOY / "kubernetes"
 KUBE = KUBERNETES / "base"
 REPLICAS_OVERLAY = KUBERNETES / "overlays" / "redis-replicas"
+AZURE_OVERLAY = KUBERNETES / "overlays" / "azure"
 UNIT = DEPLOY / "systemd" / "tool-worker.service"
 
 PORT = ServerSettings().port
@@ -179,16 +181,67 @@ def test_config_example_uses_the_default_port() -> None:
     assert example["server"]["port"] == PORT
 
 
-@pytest.mark.parametrize("source", ["container", "configmap"])
+def _shipped_config(source: str, tmp_path: Path) -> Path:
+    if source == "container":
+        return DOCKER / "worker.toml"
+    if source == "container-azure":
+        return DOCKER / "azure.toml"
+    if source == "configmap":
+        return _configmap_toml(tmp_path)
+    path = tmp_path / "azure.toml"
+    configmaps = [o for o in _kustomize(AZURE_OVERLAY) if o["kind"] == "ConfigMap"]
+    path.write_text(configmaps[0]["data"]["worker.toml"], encoding="utf-8")
+    return path
+
+
+# The service an Assistants config names: no shipped file may default to a retired one.
+SERVICE = {"OPENAI_API_KEY": "x", "TOOL_WORKER__API__BASE_URL": "https://assistants.example.com/v1"}
+
+
+@pytest.mark.parametrize("source", ["container", "configmap", "container-azure", "configmap-azure"])
 def test_shipped_configs_load_and_listen_on_all_interfaces(source: str, tmp_path: Path) -> None:
-    """The container's worker.toml and the ConfigMap's load, listening on 0.0.0.0 and the port."""
-    path = DOCKER / "worker.toml" if source == "container" else _configmap_toml(tmp_path)
-    settings = load_config(path, environ={"OPENAI_API_KEY": "x"})
+    """The container's configs and the ConfigMaps load, listening on 0.0.0.0 and the port."""
+    path = _shipped_config(source, tmp_path)
+    azure = source.endswith("azure")
+    settings = load_config(path, environ={} if azure else SERVICE)
+    if azure:  # Entra ID: no key anywhere, every thread of the project
+        assert (settings.api.backend, settings.api.azure_auth) == ("azure", "entra")
+        assert settings.api.base_url is not None
+        assert ".services.ai.azure.com/api/projects/" in settings.api.base_url
+        assert settings.watch.discover
     assert settings.server.enabled
     assert settings.server.host == ALL_INTERFACES
     assert settings.server.port == PORT
     assert settings.logging.format == "json"
     assert settings.shutdown.drain_timeout_s <= DRAIN_S
+
+
+@pytest.mark.parametrize("source", ["container", "configmap"])
+def test_shipped_assistants_configs_stop_naming_the_choices(source: str, tmp_path: Path) -> None:
+    """Without a base_url the Assistants configs stop at load with the choices, not a dead URL."""
+    with pytest.raises(ConfigError, match='no base_url: .*backend = "azure".*backend = "agents"'):
+        load_config(_shipped_config(source, tmp_path), environ={"OPENAI_API_KEY": "x"})
+
+
+def test_azure_overlay_signs_in_with_workload_identity() -> None:
+    """overlays/azure: a federated ServiceAccount, the webhook's pod label, and no key Secret."""
+    objects = _by_kind_and_name(_kustomize(AZURE_OVERLAY))
+    account = objects["ServiceAccount", "tool-worker"]["metadata"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", account["annotations"]["azure.workload.identity/client-id"])
+    pod = objects["Deployment", "tool-worker"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "tool-worker"
+    (container,) = pod["spec"]["containers"]
+    assert KEY_FILE.rsplit("/", 1)[0] not in [m["mountPath"] for m in container["volumeMounts"]]
+    assert "api-key" not in [v["name"] for v in pod["spec"]["volumes"]]
+    assert "secret" not in str(pod["spec"]["volumes"])
+
+
+def test_the_image_ships_the_azure_extra() -> None:
+    """The image installs [azure] (Entra ID) and [redis] unless the build says otherwise."""
+    assert "EXTRAS=azure,redis" in _instruction("ARG")
+    (wheel,) = [run for run in _instruction("RUN") if "pip wheel" in run]
+    assert '".[${EXTRAS}]"' in wheel
 
 
 def test_dockerfile_runs_the_worker_as_specified() -> None:
@@ -477,7 +530,7 @@ def test_redis_overlay_runs_three_replicas_that_share_claims(tmp_path: Path) -> 
     assert set(env) == {"TOOL_WORKER__COORDINATION__BACKEND", "TOOL_WORKER__COORDINATION__REDIS_URL"}
 
     # The worker reads that environment over the ConfigMap's file as it would in the pod.
-    settings = load_config(_configmap_toml(tmp_path), environ=env)
+    settings = load_config(_configmap_toml(tmp_path), environ={**SERVICE, **env})
     assert settings.coordination.backend == "redis"
     redis_url = urlsplit(settings.coordination.redis_url)
     service = objects["Service", "tool-worker-redis"]
@@ -508,12 +561,13 @@ def test_redis_overlay_runs_three_replicas_that_share_claims(tmp_path: Path) -> 
 
 
 def test_kubernetes_validate_passes_the_rendered_overlay(tmp_path: Path) -> None:
-    """The overlay, rendered, passes kubernetes-validate --strict like the base does."""
+    """The overlays, rendered, pass kubernetes-validate --strict like the base does."""
     validate = _tool("kubernetes-validate")
     if validate is None:
         pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
-    rendered = tmp_path / "redis-replicas.yaml"
-    rendered.write_text(yaml.safe_dump_all(_kustomize(REPLICAS_OVERLAY)), encoding="utf-8")
+    rendered = tmp_path / "overlays.yaml"
+    objects = _kustomize(REPLICAS_OVERLAY) + _kustomize(AZURE_OVERLAY)
+    rendered.write_text(yaml.safe_dump_all(objects), encoding="utf-8")
     result = _run(validate, "--strict", str(rendered))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.add_argument("--no-api", action="store_true",
                        help="do not ask the API (by default a few watched threads are read)")
+    check.add_argument("--example", action="store_true",
+                       help="print the example config: every key, its default and what it does")
     check.set_defaults(handler=_check_config)
 
     _add_tools_commands(commands.add_parser("tools", help="inspect the registered tools"))
@@ -270,6 +273,10 @@ def _busy_threads(deadline: float) -> list[threading.Thread]:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    if args.example:
+        # Package data, so an installed wheel has it as well as a checkout.
+        print(resources.files("worker.config").joinpath("example.toml").read_text("utf-8"), end="")
+        return EXIT_OK
     settings, registry = _load(args, require_api_key=True)
     report_config(settings, registry, str(args.config or "defaults"), ask_api=not args.no_api)
     return EXIT_OK

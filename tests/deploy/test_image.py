@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ PORT = ServerSettings().port
 HOST_LOOPBACK_FROM_CONTAINER = "10.0.2.2"
 KEY_PATH = "/run/secrets/openai-api-key"
 DRAIN_S = ShutdownSettings().drain_timeout_s
+CONFIG_PATH = "/etc/tool-worker/worker.toml"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+AZURE_CONFIG = ROOT / "deploy" / "docker" / "azure.toml"
 
 if not IMAGE:
     pytest.skip("TOOL_WORKER_IMAGE is not set: run `make image-test`", allow_module_level=True)
@@ -234,3 +238,29 @@ async def test_replicas_of_the_image_share_rounds_through_redis(
     finally:
         for replica in replicas:
             await replica.aclose()
+
+
+async def check_config_in_the_image(config: Path) -> tuple[int, str]:
+    """`tool-worker check-config` in a locked-down container with ``config`` as its worker.toml."""
+    result = await anyio.run_process([
+        PODMAN, "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "-v", f"{config}:{CONFIG_PATH}:ro",
+        IMAGE, "check-config", "--no-api", "--config", CONFIG_PATH,
+    ], check=False)
+    return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
+
+
+async def test_an_azure_config_passes_check_config_in_the_image() -> None:
+    """The image ships [azure]: deploy/docker/azure.toml (Entra ID, no key) passes check-config."""
+    code, output = await check_config_in_the_image(AZURE_CONFIG)
+    assert code == 0, output
+    assert "configuration OK" in output
+    assert "credentials from Microsoft Entra ID" in output
+
+
+async def test_the_image_config_without_a_service_names_the_choices() -> None:
+    """The baked-in config names no retired service: check-config exits 2 with the choices."""
+    code, output = await check_config_in_the_image(ROOT / "deploy" / "docker" / "worker.toml")
+    assert code == 2, output
+    assert 'no base_url' in output
+    assert 'backend = "azure"' in output

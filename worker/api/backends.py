@@ -2,7 +2,7 @@
 
 Two flavours of the same threads/runs/submit_tool_outputs protocol:
 
-* ``openai``: api.openai.com and every compatible server: ``{base_url}{path}``, a bearer key
+* ``openai``: the Assistants API on every compatible server: ``{base_url}{path}``, a bearer key
   and ``OpenAI-Beta: assistants=v2``.
 * ``azure``: Azure AI Foundry Agent Service, whose REST API "follows the same protocol as the
   Azure OpenAI Assistants API" (https://learn.microsoft.com/rest/api/aifoundry/aiagents). The
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 
+from worker.config.loading import missing_base_url
 from worker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class BackendProfile(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OpenAIProfile:
-    """api.openai.com and every compatible server: bearer key plus ``OpenAI-Beta``."""
+    """The Assistants API on a compatible server or gateway: bearer key plus ``OpenAI-Beta``."""
 
     base_url: str
     api_key: Secret
@@ -181,6 +182,8 @@ def build_profile(
     Raises:
         ConfigError: a key is missing, or Entra ID auth is asked for without azure-identity.
     """
+    if api.base_url is None:
+        raise ConfigError(missing_base_url(api), key="api.base_url")
     base_url = api.base_url.rstrip("/")
     if api.backend in ("openai", "agents"):
         if api_key is None:

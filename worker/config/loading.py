@@ -53,6 +53,7 @@ __all__ = [
     "WatchSettings",
     "api_key_source",
     "load_config",
+    "missing_base_url",
 ]
 
 ENV_PREFIX = "TOOL_WORKER__"
@@ -105,6 +106,8 @@ def load_config(
             source=source,
             key="api.api_key_file",
         )
+    if require_api_key and settings.api.base_url is None:  # both are for talking to the API
+        raise ConfigError(missing_base_url(settings.api), source=source, key="api.base_url")
     return settings.model_copy(update={"api_key": key})
 
 
@@ -251,6 +254,17 @@ def _check_redis_urls(settings: Settings, source: str) -> None:
             parse_redis_url(url, key=key)
         except ConfigError as exc:
             raise ConfigError(str(exc).removeprefix(f"{key}: "), source=source, key=key) from None
+
+
+def missing_base_url(api: ApiSettings) -> str:
+    """The choices of address, for a config that names none."""
+    if api.backend == "azure":
+        return ("no base_url: set it to the Foundry project endpoint, "
+                "https://<resource>.services.ai.azure.com/api/projects/<project>")
+    return ("no base_url: OpenAI's Assistants API is retired; set base_url to a compatible "
+            "server or gateway (`tool-worker simulate` serves http://127.0.0.1:8080/v1), or use "
+            "backend = \"azure\" with a Foundry project endpoint, or backend = \"agents\" for "
+            "the OpenAI Agents API (its base_url defaults to https://api.openai.com/v1)")
 
 
 def api_key_source(settings: Settings, environ: Mapping[str, str] | None = None) -> str:

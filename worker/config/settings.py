@@ -7,9 +7,9 @@ rest of the worker reads them and nothing else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from worker.config.redis_url import parse_redis_url
 from worker.config.secret import Secret
@@ -37,13 +37,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+_AGENTS_BASE_URL = "https://api.openai.com/v1"
+
+
 class ApiSettings(_Section):
     """``[api]``: where the API is, which protocol it speaks and how to talk to it."""
 
     # "openai" and "azure" speak threads/runs (Assistants); "agents" speaks OpenAI's Agents
     # API (sessions/turns; docs/agents-api.md).
     backend: Literal["openai", "azure", "agents"] = "openai"
-    base_url: str = "https://api.openai.com/v1"
+    # No default for "openai" and "azure": OpenAI retired its Assistants endpoints, so the
+    # address must be chosen (load_config names the choices); "agents" defaults to OpenAI's.
+    base_url: str | None = None
     api_key_file: Path | None = None
     organization: str | None = None
     project: str | None = None
@@ -72,6 +77,14 @@ class ApiSettings(_Section):
     azure_auth: Literal["api_key", "entra"] = "entra"
     token_scope: str = "https://ai.azure.com/.default"  # noqa: S105 - a scope, not a secret
 
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agents_default_base_url(cls, data: Any) -> Any:
+        # The Agents API is OpenAI's own service, so its address can be the default.
+        if isinstance(data, dict) and data.get("backend") == "agents" and "base_url" not in data:
+            return {**data, "base_url": _AGENTS_BASE_URL}
+        return data
 
 class WatchSettings(_Section):
     """``[watch]``: which threads to follow and how often to look at them."""
