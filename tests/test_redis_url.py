@@ -80,7 +80,8 @@ async def test_a_password_with_special_characters_connects(locked_redis: RedisSe
 
 def write_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "w.toml"
-    path.write_text(f'[coordination]\nbackend = "redis"\nredis_url = {json.dumps(url)}\n'
+    path.write_text('[api]\nbase_url = "http://127.0.0.1:8080/v1"\n'
+                    f'[coordination]\nbackend = "redis"\nredis_url = {json.dumps(url)}\n'
                     '[tools]\nmodules = ["tests.handlers.sample"]\n')
     return path
 
