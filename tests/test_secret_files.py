@@ -18,6 +18,8 @@ from worker.config.secret_files import MAX_SECRET_FILE_BYTES, secret_file_warnin
 from worker.errors import ConfigError
 
 KEY = "sk-secretfile-0123456789"
+# The service a config must name (there is no default base_url).
+SERVER = {"TOOL_WORKER__API__BASE_URL": "http://127.0.0.1:8080/v1"}
 
 
 def key_file(tmp_path: Path, content: str | bytes, mode: int = 0o600) -> Path:
@@ -28,7 +30,7 @@ def key_file(tmp_path: Path, content: str | bytes, mode: int = 0o600) -> Path:
 
 
 def load_with_key_file(path: Path) -> object:
-    return load_config(environ={"TOOL_WORKER__API__API_KEY_FILE": str(path)})
+    return load_config(environ={**SERVER, "TOOL_WORKER__API__API_KEY_FILE": str(path)})
 
 
 @pytest.mark.parametrize("special", ["/dev/zero", "/dev/null"])
@@ -55,7 +57,7 @@ def test_a_key_file_must_hold_one_value(tmp_path: Path, content: str) -> None:
 
 
 def test_a_trailing_newline_is_fine(tmp_path: Path) -> None:
-    settings = load_config(environ={"TOOL_WORKER__API__API_KEY_FILE": str(
+    settings = load_config(environ={**SERVER, "TOOL_WORKER__API__API_KEY_FILE": str(
         key_file(tmp_path, f"{KEY}\n"))})
     assert settings.api_key is not None
     assert settings.api_key.get() == KEY
@@ -97,6 +99,7 @@ def test_a_world_readable_key_file_is_warned_about(
     """check-config says so (and the worker still starts: it is a warning)."""
     path = key_file(tmp_path, KEY, mode=0o644)
     monkeypatch.setenv("TOOL_WORKER__API__API_KEY_FILE", str(path))
+    monkeypatch.setenv("TOOL_WORKER__API__BASE_URL", SERVER["TOOL_WORKER__API__BASE_URL"])
     assert main(["check-config", "--no-api"]) == 0
     out = capsys.readouterr().out
     assert f"warning: [api] api_key_file {path}: can be read by others" in out
@@ -105,7 +108,7 @@ def test_a_world_readable_key_file_is_warned_about(
 
 def test_a_private_key_file_has_no_warning(tmp_path: Path) -> None:
     path = key_file(tmp_path, KEY)
-    settings = load_config(environ={"TOOL_WORKER__API__API_KEY_FILE": str(path)})
+    settings = load_config(environ={**SERVER, "TOOL_WORKER__API__API_KEY_FILE": str(path)})
     assert secret_file_warnings(settings) == []
 
 
@@ -118,7 +121,7 @@ def test_a_symlink_out_of_its_directory_is_warned_about(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "api-key").symlink_to(target)
-    settings = load_config(environ={"TOOL_WORKER__API__API_KEY_FILE": str(secrets / "api-key")})
+    settings = load_config(environ={**SERVER, "TOOL_WORKER__API__API_KEY_FILE": str(secrets / "api-key")})
     [warning] = secret_file_warnings(settings)
     assert f"is a symlink to {target}, outside its directory" in warning
     data = secrets / "..data"
