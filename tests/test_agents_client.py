@@ -209,13 +209,32 @@ async def test_a_400_for_a_call_no_longer_pending_is_not_actionable() -> None:
     """The submitter reads such a refusal back and classifies it, as for runs."""
 
     async def handler(request: web.Request) -> web.Response:
-        error = {"message": "Unknown pending tool call: call_1", "code": "invalid_request_error"}
+        error = {"message": "Call call_1 is not pending", "code": "invalid_request_error"}
         return web.json_response({"error": error}, status=400)
 
     async with served(("POST", "/v1/agents/sessions/sess_1/events", handler)) as server, \
             make_client(server.url) as client:
         with pytest.raises(RunNotActionable):
             await client.submit_tool_outputs(SESSION, "turn_1", [output("call_1", "3")])
+
+
+async def test_a_call_not_registered_yet_is_sent_again_with_the_same_key() -> None:
+    """"Unknown pending tool call" twice, then 202: the SDK's retry, one key throughout."""
+    keys: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        if len(keys) < 3:
+            error = {"message": "Unknown pending tool call: call_1",
+                     "code": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
+        return web.Response(status=202)
+
+    async with served(("POST", "/v1/agents/sessions/sess_1/events", handler)) as server, \
+            make_client(server.url) as client:
+        await client.submit_tool_outputs(SESSION, "turn_1", [output("call_1", "3")])
+    assert len(keys) == 3
+    assert len(set(keys)) == 1
 
 
 @pytest.mark.parametrize(("turn", "expected"), [

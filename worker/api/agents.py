@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
+import anyio
 import structlog
 
 from worker import ids
@@ -22,7 +23,7 @@ from worker.api.responses import items
 from worker.api.session_wire import session_run, turn_status
 from worker.api.sse import read_events
 from worker.api.transport import Transport
-from worker.errors import ApiError, BadAnswer, NotFound
+from worker.errors import ApiError, BadAnswer, NotFound, RunNotActionable
 from worker.models import CallOutcome, Run, RunStatus
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ STATUS_EVENTS = frozenset(
     f"agent.session.{status}" for status in ("requires_action", "in_progress", "idle", "failed")
 )
 SUBMIT = "submit_tool_outputs"  # the endpoint's name in metrics and errors, as for runs
+# The API can refuse a result for a call it has not registered yet (the call's events may come
+# first); the official SDK sends the same request (same key) again after these delays.
+UNKNOWN_CALL = "Unknown pending tool call"
+UNKNOWN_CALL_RETRY_S = (0.1, 0.3, 0.6)
 DISCOVER_PAGE = 100
 
 
@@ -182,10 +187,18 @@ class SessionsClient:
         """
         call_ids = [o.tool_call_id for o in outputs] + [a.tool_call_id for a in approvals]
         key = idempotency_key(thread_id, run_id, call_ids)
-        await self._transport.request(
-            "POST", SUBMIT, ids.path("/agents/sessions/{id}/events", id=thread_id),
-            body={"events": input_events(run_id, outputs, approvals)}, deadline=deadline,
-            headers={"Idempotency-Key": key})
+        for delay_s in (*UNKNOWN_CALL_RETRY_S, None):
+            try:
+                await self._transport.request(
+                    "POST", SUBMIT, ids.path("/agents/sessions/{id}/events", id=thread_id),
+                    body={"events": input_events(run_id, outputs, approvals)},
+                    deadline=deadline, headers={"Idempotency-Key": key})
+                break
+            except RunNotActionable as exc:
+                unknown = UNKNOWN_CALL in exc.api_message and not exc.after_lost_answer
+                if delay_s is None or not unknown:
+                    raise
+                await anyio.sleep(delay_s)
         # 202: accepted, not done; the turn goes on and the live stream says what comes next.
         return Run(id=run_id, thread_id=thread_id, assistant_id="",
                    status=RunStatus.IN_PROGRESS, expires_at=None, required_action_type=None,
