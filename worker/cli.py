@@ -106,10 +106,8 @@ def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tool-worker",
-        description="Execute the function tool calls of Assistants API runs.",
-    )
+    parser = argparse.ArgumentParser(prog="tool-worker", description=(
+        "Execute the function tool calls of Assistants API runs and Agents API sessions."))
     parser.add_argument("--version", action="version", version=f"tool-worker {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
