@@ -102,3 +102,18 @@ async def test_a_round_replayed_by_the_submission_stream_is_not_counted_as_found
                               "toolworker_rounds_found_total")
     assert found({"by": "stream"}) == 0
     assert found({"by": "poll"}) == 6
+
+
+async def test_check_config_with_v1_where_the_server_serves_api_v1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server of the issue (api_v1_path): base_url .../v1 meets 404 for every thread, and
+    check-config asks whether base_url is right; .../api/v1 reads the thread."""
+    monkeypatch.setenv("OPENAI_API_KEY", SIM_KEY)
+    async with Simulator(api_key=SIM_KEY, quirks=["api_v1_path"]) as sim:
+        thread_id = sim.create_thread()
+        wrong = sim.base_url.replace("/api/v1", "/v1")
+        _, out = await check_config(config(tmp_path, wrong, [thread_id]), capsys)
+        assert NOT_FOUND in out
+        _, out = await check_config(config(tmp_path, sim.base_url, [thread_id]), capsys)
+        assert "reached: the API answers\n" in out

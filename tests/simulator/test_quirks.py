@@ -51,7 +51,7 @@ def test_quirks_are_named_once_and_unknown_names_are_refused() -> None:
     assert QUIRKS == (
         "list_order_by_second", "late_submit_404", "null_expiry", "float_times", "plain_ids",
         "empty_required_action", "partial_submissions", "metadata_underscore",
-        "stream_replays_round",
+        "stream_replays_round", "api_v1_path",
     )
     assert POLL_HINTS == ("exact", "coarse", "off")
     with pytest.raises(ValueError, match="known quirks: list_order_by_second"):

@@ -21,6 +21,8 @@ asks for a server that differs:
 - `stream_replays_round`: a submission with `"stream": true` streams the round it has just
   answered (`thread.run.requires_action` with the calls it answered) and ends; the run has
   moved on, and a client learns its next round by reading the run.
+- `api_v1_path`: the API is served under `/api/v1` instead of `/v1` (a server with its own
+  web app at `/`); any other path answers 404, as a wrong base_url meets it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ Quirk = Literal[
     "partial_submissions",
     "metadata_underscore",
     "stream_replays_round",
+    "api_v1_path",
 ]
 QUIRKS: tuple[Quirk, ...] = get_args(Quirk)
 

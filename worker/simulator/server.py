@@ -207,8 +207,11 @@ class Simulator(AgentsFacade):
 
     @property
     def path_prefix(self) -> str:
-        """Where the API lives on the server: `/v1`, or an Azure project's path."""
-        return "/v1" if self.profile == "openai" else f"/api/projects/{self._project}"
+        """Where the API lives on the server: `/v1` (`/api/v1` with the `api_v1_path` quirk),
+        or an Azure project's path."""
+        if self.profile != "openai":
+            return f"/api/projects/{self._project}"
+        return "/api/v1" if "api_v1_path" in self.quirks else "/v1"
 
     # setting the scene (no HTTP)
 
