@@ -88,8 +88,12 @@ async def stored(redis: RedisServer) -> int:
         await client.aclose()
 
 
-async def test_threads_announced_over_http_are_answered_after_a_restart(tmp_path: Path) -> None:
-    """12 threads announced with POST /v1/watch, SIGTERM, start again, then runs: 12 of 12."""
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])
+async def test_threads_announced_over_http_are_answered_after_a_restart(
+    tmp_path: Path, how: str
+) -> None:
+    """12 threads announced with POST /v1/watch, stopped (or killed right after the last 202:
+    each was committed before it was answered), start again, then runs: 12 of 12."""
     async with Simulator(api_key=SIM_KEY) as sim:
         threads = [sim.create_thread() for _ in range(12)]
         port = free_port()
@@ -98,7 +102,11 @@ async def test_threads_announced_over_http_are_answered_after_a_restart(tmp_path
         try:
             assert [await announce(port, t) for t in threads] == [202] * 12
         finally:
-            await stop(first)
+            if how == "SIGTERM":
+                await stop(first)
+            else:
+                first.process.kill()
+                await first.aclose()
         second = await start(path)
         try:
             loaded = second.events("watch store loaded")[0]
@@ -172,6 +180,11 @@ async def test_an_idle_announced_thread_is_retired_and_a_configured_one_is_not(
             with sqlite3.connect(state) as db:
                 ids = {row[0] for row in db.execute("SELECT id FROM watched")}
             assert ids == {configured}
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+            assert "toolworker_threads_retired_total 1.0" in metrics
+            assert "toolworker_watched_threads 1.0" in metrics
             assert await runs_answered(sim, [configured]) == 1
         finally:
             await stop(daemon)
