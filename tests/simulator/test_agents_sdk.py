@@ -241,3 +241,22 @@ async def test_turns_are_listed_and_retrieved(sim: Simulator, agents: AsyncAgent
     assert listed == [first.turn_id]  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError, match="No turn found"):
         await agents.sessions.turns.retrieve("turn_nope", session_id=session_id)
+
+
+async def test_the_sdks_own_session_helper_runs_a_turn(sim: Simulator, agents: AsyncAgents) -> None:
+    """`sessions.stream(..., tool_handlers=...)` answers each call on its own (partial answers,
+    a fresh key each) from `turn.item.added`, and ends with the turn's final message."""
+    turns = [[{"name": "echo", "arguments": {"text": "a"}}, {"name": "echo", "arguments": {"text": "b"}}]]
+    session_id = sim.create_session(sim.create_agent("a", [ECHO]), turns, input=None)
+
+    async def echo(arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"said": arguments["text"]}
+
+    async with agents.sessions.stream(session_id, input="go",
+                                      tool_handlers={"echo": echo}) as stream:
+        result = await stream.get_final_result()
+    assert result.output_text == "Done: 2 call(s) answered."
+    assert [(p.status, len(p.events)) for p in sim.events_posts] == [(202, 1)] * 3
+    outputs = sorted(r["output"] for r in sim.tool_results(session_id))
+    assert outputs == ['{"said":"a"}', '{"said":"b"}']
+    assert sim.session(session_id)["status"] == "idle"
