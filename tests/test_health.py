@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.errors import ApiConnectionError, AuthError
+from worker.errors import ApiConnectionError, ApiStatusError, AuthError
 from worker.observability.health import OUTAGE_WARN_S, Health
 from worker.testing import capture_logs
 
@@ -80,4 +80,14 @@ def test_a_refused_key_is_not_an_outage() -> None:
         for _ in range(5):
             health.api_failed(refused())
             health.api_answered()
+    assert logs == []
+
+
+def test_a_refused_request_is_not_an_outage() -> None:
+    """A 400 is the API answering: no outage lines, however often."""
+    health, _ = make_health()
+    with capture_logs() as logs:
+        for _ in range(3):
+            health.api_answered()
+            health.api_failed(ApiStatusError(400, "list_runs", "Invalid 'limit'"))
     assert logs == []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from worker.errors import AuthError
+from worker.errors import ApiStatusError, AuthError
 from worker.observability.redaction import redact_text
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class Health:
         if isinstance(error, AuthError):
             self._auth_refused = True  # per thread, the poller tells (key_refusals)
             return
+        if isinstance(error, ApiStatusError) and 400 <= error.status < 500 and error.status != 429:
+            return  # the API answered: this request was wrong, the API is not away
         if self._outage is None:
             self._outage = _Outage(self._clock(), error)
         self._outage.failed(error, silent_s=self.since_answer_s())
