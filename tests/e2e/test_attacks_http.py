@@ -50,9 +50,13 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     metrics = Metrics()
     seen: list[str] = []
+
+    async def watch(thread_id: str, _run_id: str | None) -> None:
+        seen.append(thread_id)
+
     server = Server(
         ServerSettings(host="127.0.0.1", port=0, watch_token=Secret(TOKEN), watch_max_failures=5),
-        metrics, lambda: (True, {}), watch=lambda thread_id, _run_id: seen.append(thread_id),
+        metrics, lambda: (True, {}), watch=watch,
         status=lambda: {"rounds": {}},
     )
     async with anyio.create_task_group() as tg:
