@@ -54,18 +54,19 @@ def test_the_webhook_secret_comes_from_the_environment_or_a_file_never_the_file(
     tmp_path: Path,
 ) -> None:
     """Environment or webhook_secret_file; written in the TOML it is refused, saying where."""
-    settings = load_config(environ={**KEY, "TOOL_WORKER__SERVER__WEBHOOK_SECRET": SECRET})
+    agents = {**KEY, "TOOL_WORKER__API__BACKEND": "agents"}
+    settings = load_config(environ={**agents, "TOOL_WORKER__SERVER__WEBHOOK_SECRET": SECRET})
     assert settings.server.webhook_secret is not None
     assert settings.server.webhook_secret.get() == SECRET
     assert SECRET in settings.secret_values()
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET + "\n")
     from_file = load_config(write(tmp_path, f'[server]\nwebhook_secret_file = "{secret_file}"\n'),
-                            environ=KEY)
+                            environ=agents)
     assert from_file.server.webhook_secret is not None
     assert from_file.server.webhook_secret.get() == SECRET
     with pytest.raises(ConfigError, match="TOOL_WORKER__SERVER__WEBHOOK_SECRET"):
-        load_config(write(tmp_path, f'[server]\nwebhook_secret = "{SECRET}"\n'), environ=KEY)
+        load_config(write(tmp_path, f'[server]\nwebhook_secret = "{SECRET}"\n'), environ=agents)
 
 
 async def test_the_agents_profile_sends_the_agents_beta_header() -> None:
