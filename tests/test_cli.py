@@ -91,6 +91,7 @@ def test_check_config_reports_what_it_found(
     out = capsys.readouterr().out
     assert "configuration OK" in out
     assert "2 thread(s)" in out
+    assert f"store:   sqlite at {tmp_path / 'state' / 'watch.sqlite3'}" in out  # STATE_DIRECTORY
     assert "sk-secret" not in out
 
 

@@ -23,6 +23,7 @@ from worker.service.api_health import (
     threads_not_found,
 )
 from worker.service.redis_connection import ping_redis
+from worker.service.watch_store import default_state_path, store_choice
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -51,6 +52,7 @@ def report_config(settings: Settings, registry: Registry, source: str, *, ask_ap
     what = "session(s)" if api.backend == "agents" else "thread(s)"
     print(f"  watch:   {len(settings.watch.threads) + len(settings.watch.sessions)} {what}"
           + (f"; warning: {idle}" if idle is not None else ""))
+    print(f"  store:   {_watch_store(settings)}")
     print(f"  tools:   {', '.join(t.name for t in registry) or 'none'}")
     print(f"  server:  http://{settings.server.host}:{settings.server.port}"
           if settings.server.enabled else "  server:  disabled")
@@ -84,6 +86,17 @@ async def _ask_the_api(settings: Settings) -> str:
     if watched and missing == asked:
         return f"the API answers, but warning: {NOT_FOUND_HINT}"
     return "the API answers"
+
+
+def _watch_store(settings: Settings) -> str:
+    """Where what is watched is kept ([watch] store), as the start will choose."""
+    choice = store_choice(settings)
+    if choice == "sqlite":
+        path = settings.watch.state_path or default_state_path()
+        return f"sqlite at {path} (announcements survive restarts)"
+    if choice == "redis":
+        return "redis at [coordination] redis_url (shared by the replicas)"
+    return "memory (announcements are lost at exit)"
 
 
 def _redis_urls(settings: Settings) -> dict[str, str]:

@@ -35,6 +35,7 @@ __all__ = [
     "WatchStore",
     "default_state_path",
     "open_watch_store",
+    "store_choice",
 ]
 
 Kind = Literal["thread", "session"]
