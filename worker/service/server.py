@@ -114,8 +114,10 @@ class Server:
         watch: Watch | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
         max_connections: int | None = None,
+        webhook_watch: Watch | None = None,
     ) -> None:
-        """``status``: the status page's snapshot (``StatusBoard.snapshot``); None: no page.
+        """``webhook_watch``: what a webhook's session goes to (default ``watch``).
+        ``status``: the status page's snapshot (``StatusBoard.snapshot``); None: no page.
         ``max_connections``: the cap that fits ``ulimit -n`` (``connection_cap``); None: as set.
         """
         self._host = settings.host
@@ -132,7 +134,7 @@ class Server:
             max_connections or settings.max_connections, idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s, metrics=metrics)
         self.webhooks = None if settings.webhook_secret is None or watch is None else WebhookIntake(
-            settings.webhook_secret, watch, Refusals(metrics, "webhook"))
+            settings.webhook_secret, webhook_watch or watch, Refusals(metrics, "webhook"))
         self.port: int | None = None
 
     def app(self) -> web.Application:

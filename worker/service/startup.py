@@ -56,8 +56,8 @@ async def start_edges(
         log.warning(idle)
     if settings.server.enabled:
         server = Server(settings.server, metrics, health.readiness, liveness=health.liveness,
-                        watch=announce("announced"), status=status,
-                        max_connections=connection_cap(settings))
+                        watch=announce("announced"), webhook_watch=announce("webhook"),
+                        status=status, max_connections=connection_cap(settings))
         await tg.start(server.serve)
     await tg.start(watch_signals)
     tg.start_soon(keep_health, client, settings.watch, health, claims, clock)
