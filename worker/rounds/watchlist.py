@@ -104,7 +104,8 @@ class Watchlist:
     def _follow(self, entry: WatchEntry, *, announced: bool) -> None:
         old = self._entries.get(entry.key)
         self._entries[entry.key] = entry if old is None else old.merged(entry)
-        self._fresh.add(entry.key)
+        if self.store.shared:  # only a shared store's sync needs it (and empties it)
+            self._fresh.add(entry.key)
         self._followers[entry.kind].watch(entry.id, entry.run_id, announced=announced)
 
     async def load(self) -> int:
@@ -116,8 +117,9 @@ class Watchlist:
         now = self._clock()
         await self.store.add(WatchEntry(kind, id_, "config", None, now)
                              for kind, id_ in self._configured)
-        entries = await self.store.load_all()
+        # The revision first: a change made while the entries are read shows at the next sync.
         self._revision = await self.store.revision()
+        entries = await self.store.load_all()
         skipped = self._follow_all(entries)
         log.info("watch store loaded", store=self.store.name, where=self.store.where,
                  entries=len(entries), followed=len(self._entries), not_followed=skipped,
