@@ -333,3 +333,45 @@ async def test_a_listing_longer_than_asked_is_cut_and_counted() -> None:
             "toolworker_api_errors_total", {"endpoint": "list_runs", "kind": "bad_answer"})
     assert [run.id for run in listed] == [f"run_{i}" for i in range(5)]
     assert counted == 1
+
+
+async def test_a_request_counts_until_a_window_after_its_answer() -> None:
+    """A request that waited for a connection reaches the API late: it holds its place in the
+    budget until its answer, and a window after, so the API never sees more than per_s."""
+    budget = RequestBudget(1)
+    answered = anyio.Event()
+    times: dict[str, float] = {}
+
+    async def slow() -> None:
+        async with budget.spend():
+            await answered.wait()
+            times["answered"] = anyio.current_time()
+
+    async def second() -> None:
+        await budget.acquire()
+        times["second sent"] = anyio.current_time()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(slow)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(second)
+        await anyio.wait_all_tasks_blocked()
+        assert budget.used() == 1
+        await anyio.sleep(0.3)  # the answer comes late
+        answered.set()
+    assert times["second sent"] - times["answered"] >= RequestBudget.WINDOW_S
+
+
+async def test_a_share_of_the_budget_applies_to_requests_waiting_already() -> None:
+    """Replicas divide the deployment's budget: a smaller share holds back the next ones."""
+    budget = RequestBudget(10)
+    budget.share(2)
+    assert (budget.per_s, budget.total_per_s) == (2, 10)
+    for _ in range(2):
+        await budget.acquire()
+    with anyio.move_on_after(0.2) as scope:
+        await budget.acquire()
+    assert scope.cancelled_caught
+    budget.share(3)
+    with anyio.fail_after(1):
+        await budget.acquire()

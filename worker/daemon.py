@@ -22,8 +22,7 @@ from worker.rounds.poller import Poller
 from worker.rounds.scope import Scope
 from worker.rounds.watchlist import open_watchlist
 from worker.service.api_health import check_access
-from worker.service.claims import open_claim_store
-from worker.service.redis_connection import replica_name
+from worker.service.membership import Membership, open_coordination
 from worker.service.shutdown import Shutdown
 from worker.service.startup import start_edges
 from worker.service.status import StatusBoard
@@ -100,17 +99,17 @@ class Worker:
             open_resources(self.registry.resource_types(), self._resource_overrides) as resources,
             open_client(self._profile, self.settings, self.metrics, clock=self.clock,
                         health=self.health) as client,
-            open_claim_store(self.settings.coordination, owner=replica_name()) as claims,
+            open_coordination(self.settings, budget=client.budget) as (claims, members),
         ):
             await check_access(client, self.settings.watch)
-            await self._serve(client, claims, resources, until_idle, task_status)
+            await self._serve(client, claims, members, resources, until_idle, task_status)
         if self._abandoned:
             log.error("stopped before these rounds were submitted; a restarted worker takes them",
                       runs=self.abandoned_runs)
         await self.tracing.aclose()
         log.info("worker stopped")
 
-    async def _serve(self, client: RoundsApi, claims: ClaimStore,
+    async def _serve(self, client: RoundsApi, claims: ClaimStore, members: Membership,
                      resources: Mapping[type[Any], object], until_idle: bool,
                      task_status: anyio.abc.TaskStatus[None]) -> None:
         """Wire the stages, start the edges and the poller, and take rounds until told."""
@@ -120,7 +119,7 @@ class Worker:
         approvals = ApprovalPolicy.from_settings(self.settings)
         poller = self.poller = Poller(client, self.settings.watch, self.metrics, health=self.health,
                                       clock=self.clock, scope=scope, approvals=approvals,
-                                      streams=live_streams(client))
+                                      streams=live_streams(client), membership=members)
         self.status = StatusBoard.for_worker(self.settings, self.metrics, self.health,
                                              self._in_flight, lambda: poller.watched,
                                              client.budget, scope.tools)

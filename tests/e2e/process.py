@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import Process
 
     from worker.simulator import Simulator
@@ -75,6 +77,18 @@ class Daemon:
                     raise AssertionError(
                         f"the daemon exited before logging {event!r}:\n{self.raw.decode()[-2000:]}"
                     )
+
+    async def wait_for_line(self, predicate: Callable[[dict[str, Any]], bool], what: str, *,
+                            timeout_s: float = 20) -> dict[str, Any]:
+        """Read log lines until one satisfies ``predicate``; fail after ``timeout_s``."""
+        with anyio.fail_after(timeout_s):
+            while True:
+                for line in self.lines:
+                    if predicate(line):
+                        return line
+                if not await self._read():
+                    raise AssertionError(
+                        f"the daemon exited before logging {what}:\n{self.raw.decode()[-2000:]}")
 
     async def _read(self) -> bool:
         assert self.process.stderr is not None

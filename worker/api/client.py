@@ -222,9 +222,9 @@ class ApiClient:
         """One page of thread ids, and the cursor of the next page (None on the last).
 
         A listed id that no API would issue is skipped, never watched. Threads are listed
-        oldest first, so ``known`` ones do not end the listing.
+        newest first, and the listing ends at the first page that holds a ``known`` one.
         """
-        params: dict[str, Any] = {"limit": limit, "order": "asc"}
+        params: dict[str, Any] = {"limit": limit, "order": "desc"}
         if after is not None:
             params["after"] = after
         answer = await self._transport.request(
@@ -240,6 +240,8 @@ class ApiClient:
                 log.warning("the thread listing holds ids no API issues; skipping them",
                             skipped=len(found) - len(thread_ids))
             more = answer.data.get("has_more") is True
+            if known is not None and any(known(t) for t in thread_ids):
+                return thread_ids, None  # older ones were listed before
             if more and not thread_ids:
                 raise BadAnswer("list_threads", "it says has_more, but lists no thread to read "
                                                 "on from")

@@ -130,11 +130,11 @@ class Transport:
         attempt = 0
         maybe_applied = False
         while True:
-            await self.budget.acquire(lane)
             try:
-                return await self._request_once(
-                    method, endpoint, path, params, body, deadline, timeout_s, lane, headers
-                )
+                async with self.budget.spend(lane):
+                    return await self._request_once(
+                        method, endpoint, path, params, body, deadline, timeout_s, lane, headers
+                    )
             except ApiError as error:
                 self.count_error(endpoint, error)
                 delay_s = self._retry_delay(error, attempt, max_retries, deadline, maybe_applied)

@@ -15,6 +15,7 @@ from worker.models import Round, Run, RunStatus
 from worker.rounds.approvals import AWAITING_APPROVAL
 from worker.rounds.discovery import Discovery
 from worker.rounds.following import WatchedThreads
+from worker.rounds.ownership import Ownership
 from worker.rounds.schedule import Pace, ThreadState, Timeline
 from worker.rounds.scope import UNSUPPORTED_ACTION, active_run, record_left
 from worker.service.api_health import NOT_FOUND_HINT
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from worker.rounds.approvals import ApprovalPolicy
     from worker.rounds.live import LiveStreams
     from worker.rounds.scope import Scope
+    from worker.service.membership import Membership
 
 __all__ = ["Poller", "active_run"]
 
@@ -53,7 +55,7 @@ class Poller(WatchedThreads):
     def __init__(
         self, client: RoundsApi, settings: WatchSettings, metrics: Metrics, *, health: Health,
         clock: ApiClock, scope: Scope | None = None, approvals: ApprovalPolicy | None = None,
-        streams: LiveStreams | None = None,
+        streams: LiveStreams | None = None, membership: Membership | None = None,
     ) -> None:
         """Raises ``ConfigError`` when more threads are configured than ``max_threads``.
 
@@ -61,7 +63,7 @@ class Poller(WatchedThreads):
         tools) are left alone and looked at rarely. Runs waiting for tool approvals become
         rounds when the ``approvals`` policy answers every call, and are left alone otherwise.
         With ``streams`` (sessions), a thread whose live stream is open is not polled: its
-        stream brings its changes (``stream_event``).
+        stream brings its changes (``stream_event``). ``membership``: see ``Ownership``.
         """
         configured = (*settings.threads, *settings.sessions)
         if len(configured) > settings.max_threads:
@@ -73,9 +75,8 @@ class Poller(WatchedThreads):
         self._watches: dict[str, ThreadState] = {}
         self._unsettled: set[str] = set()  # watches not yet polled, or with a run going on
         self._timeline = Timeline()
-        self._pace = Pace(settings, client.budget.per_s)
-        self._stopped = anyio.Event()
-        self._stopping = False
+        self._pace = Pace(settings, client.budget.total_per_s)  # the deployment's: all threads
+        self._stopped, self._stopping = anyio.Event(), False
         self._refused: set[str] = set()  # threads whose polls the API refuses the key for
         self._dropped: list[str] = []
         self._dropped_logged_at = -math.inf
@@ -83,11 +84,13 @@ class Poller(WatchedThreads):
         self._send: MemoryObjectSendStream[Round] | None = None
         self._discovery = Discovery(client, settings.discover_interval_s,
                                     known=self._watches.__contains__,
-                                    add=functools.partial(self._add, announced=False),
+                                    add=functools.partial(self.watch, announced=False),
                                     health=health, metrics=metrics,
-                                    max_pages=settings.discover_max_pages)
+                                    max_pages=settings.discover_max_pages, membership=membership)
+        self._owners = Ownership(membership, self._watches, self._unsettled, self._timeline.schedule,
+                                 store_shared=settings.store in ("auto", "redis"))
         for thread_id in configured:
-            self._add(thread_id, announced=False)
+            self._add(thread_id, announced=False).shared = self._owners.shared
 
     def watch(self, thread_id: str, run_id: str | None = None, *, announced: bool = True) -> None:
         """Follow a thread (and a known run of it); ``announced`` ones are looked at first.
@@ -97,14 +100,16 @@ class Poller(WatchedThreads):
         """
         new = thread_id not in self._watches
         watch = self._watches.get(thread_id) or self._add(thread_id, announced=announced)
-        watch.announced = announced and watch.run_id is None
+        # Announced: looked at here first, whoever owns it; stored, so every replica knows it.
+        watch.announced = announced or watch.announced
+        watch.shared = watch.shared or self._owners.from_store
         if run_id is not None and watch.run_id is None:
             self._set_run(watch, run_id)
             self._track(watch)
         # A new thread with a stream to come is read once it opens; a live one needs no read.
         streamed = self._streams is not None and (new or self._is_live(watch))
         if not watch.busy and not streamed:
-            self._schedule(watch, 0.0)
+            self._timeline.schedule(watch, 0.0)
 
     def _add(self, thread_id: str, *, announced: bool) -> ThreadState:
         if len(self._watches) >= self._settings.max_threads:
@@ -113,10 +118,10 @@ class Poller(WatchedThreads):
         self._unsettled.add(thread_id)
         self._metrics.watched_threads.set(len(self._watches))
         if self._streams is None:
-            self._schedule(watch, 0.0)
+            self._timeline.schedule(watch, 0.0)
         else:  # read once the stream is open; polled in a while should it never open
             self._streams.want(thread_id)
-            self._schedule(watch, self._settings.min_idle_poll_interval_s)
+            self._timeline.schedule(watch, self._settings.min_idle_poll_interval_s)
         return watch
 
     def round_finished(self, round_: Round, poll_after_s: float | None = None) -> None:
@@ -137,15 +142,16 @@ class Poller(WatchedThreads):
             self._pace.saw_run(watch)
             self._set_run(watch, None)
             self._track(watch)
-            self._schedule(watch, self._pace.idle(watch, len(self._watches)))
+            self._timeline.schedule(watch, self._pace.idle(watch, len(self._watches)))
             return
         self._track(watch)
         delay_s = 0.0 if poll_after_s is None else min(
             poll_after_s, self._settings.idle_poll_interval_s)
-        self._schedule(watch, delay_s)
+        self._timeline.schedule(watch, delay_s)
 
     def stop(self) -> None:
         """Stop taking new rounds; ``run`` returns after the polls in progress."""
+        self._owners.stop()
         self._stopping = True
         self._stopped.set()
         self._timeline.wake()
@@ -197,15 +203,12 @@ class Poller(WatchedThreads):
             self._stopped.set()  # ends the discovery task, also when the loop ended idle
 
     def _next_due(self, open_lanes: set[Lane]) -> ThreadState | None:
-        due = self._timeline.next_due(open_lanes, self._watches.get)
+        due = self._timeline.next_due(open_lanes, self._owners.lookup)
         if due is None:
             return None
         state, lag_s = due
         self._metrics.poll_lag.observe(lag_s)
         return state
-
-    def _schedule(self, watch: ThreadState, delay_s: float) -> None:
-        self._timeline.schedule(watch, delay_s)
 
     async def _poll_and_release(
         self, watch: ThreadState, lane: Lane, send: MemoryObjectSendStream[Round],
@@ -220,7 +223,7 @@ class Poller(WatchedThreads):
             self._timeline.wake()  # a slot is free, and an until_idle loop may re-check
         live = self._is_live(watch) and not watch.failures  # a failed read is read again
         if delay_s is not None and watch.thread_id in self._watches and not live:
-            self._schedule(watch, delay_s)
+            self._timeline.schedule(watch, delay_s)
 
     async def _poll(self, watch: ThreadState, lane: Lane, send: MemoryObjectSendStream[Round]) -> float | None:
         """Look at the thread once; returns when to look again (None: a round took it)."""
@@ -358,13 +361,13 @@ class Poller(WatchedThreads):
         """Read the thread now: what happened before the stream opened is not replayed."""
         watch = self._watches.get(thread_id)
         if watch is not None and not watch.busy:
-            self._schedule(watch, 0.0)
+            self._timeline.schedule(watch, 0.0)
 
     def stream_closed(self, thread_id: str) -> None:
         """Poll the thread on the schedule until its stream is open again."""
         watch = self._watches.get(thread_id)
         if watch is not None and not watch.busy:
-            self._schedule(watch, 0.0 if watch.run_id else self._pace.idle(watch, self.watched))
+            self._timeline.schedule(watch, 0.0 if watch.run_id else self._pace.idle(watch, self.watched))
 
     async def stream_event(self, thread_id: str, run: Run) -> None:
         """The thread as its stream showed it: a round to take, or a change to note."""
@@ -388,9 +391,9 @@ class Poller(WatchedThreads):
         if run is not None and run.status.is_terminal:
             self._set_run(watch, None)
         if run is not None and run.wants_tool_outputs and not run.waits_for(round_):
-            self._schedule(watch, 0.0)  # the next round came before this one was done: read it
+            self._timeline.schedule(watch, 0.0)  # the next round came before this one was done: read it
         elif poll_after_s is not None and poll_after_s != math.inf:
-            self._schedule(watch, poll_after_s)  # not claimed here: look again, as when polled
+            self._timeline.schedule(watch, poll_after_s)  # not claimed here: look again, as when polled
         elif run is None:
-            self._schedule(watch, self._settings.idle_poll_interval_s)
+            self._timeline.schedule(watch, self._settings.idle_poll_interval_s)
         self._track(watch)

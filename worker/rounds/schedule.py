@@ -46,6 +46,7 @@ class ThreadState:
     busy: bool = False  # a round of this thread is being dispatched: do not poll
     polled: bool = False
     announced: bool = False  # announced and not seen yet
+    shared: bool = False  # every replica knows it: its owner among them polls it
     due: float = 0.0  # the live heap entry; older entries of this thread are stale
     failures: int = 0  # polls failed in a row: the thread backs off
     last_status: RunStatus | None = None  # of the followed run, at the last poll
