@@ -235,7 +235,10 @@ async def test_a_replica_killed_hands_its_threads_to_the_others(
                                if hrw_owner(t, [name_of(r) for r in replicas]) == name_of(victim)]
             victim.signal(signal.SIGKILL)
             await victim.wait()
-            await all_joined(survivors, members=2)
+            for survivor in survivors:
+                await survivor.wait_for_line(
+                    lambda line: line.get("event") == "replicas changed"
+                    and name_of(victim) in line["left"], "the victim gone", timeout_s=30)
             _, runs = _runs_on(sim, threads)
             await wait_for(lambda: all(sim.run(r)["status"] == "completed" for r in runs),
                            timeout_s=60, what="every run answered, the victim's too")
