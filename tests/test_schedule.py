@@ -99,3 +99,15 @@ class TestTimeline:
             timeline.wake()
             with anyio.fail_after(5):
                 await woke.wait()
+
+
+async def test_an_announced_thread_goes_ahead_of_threads_already_late() -> None:
+    """A backlog of late polls does not delay an announcement: it is looked at first."""
+    timeline = Timeline()
+    states = {name: ThreadState(name, run_id="run_1") for name in ("late1", "late2", "new")}
+    timeline.schedule(states["late1"], -2.0)
+    timeline.schedule(states["late2"], -1.0)
+    timeline.schedule(states["new"], 0.0, first=True)
+    picked = [timeline.next_due({Lane.ACTIVE}, states.get) for _ in range(3)]
+    assert [(p[0].thread_id, p[1] if p[0].thread_id == "new" else None) for p in picked if p] \
+        == [("new", 0.0), ("late1", None), ("late2", None)]

@@ -1,13 +1,18 @@
 """Scale benchmark: 10,000 watched threads, a few hundred active runs, one request budget.
 
-``.venv/bin/python -m tests.benchmarks.scale [--threads N] [--active N] [--budget RPS]``
+``.venv/bin/python -m tests.benchmarks.scale [--threads N] [--active N] [--budget RPS]
+[--replicas N]``
 
-The simulator runs in this process; the worker is a separate ``tool-worker run`` process, so
+The simulator runs in this process; each worker is a separate ``tool-worker run`` process, so
 its peak RSS is its own. Reports the worker's peak RSS, the busiest one-second window of
 requests the simulator saw against the budget, and detection latency percentiles: for rounds
 of runs on configured threads (from the round becoming visible to its accepted submission,
 which includes that one request), and for runs announced through POST /v1/watch (from the
 announcement to the accepted submission).
+
+With ``--replicas N`` (N > 1) the workers share a private redis-server ([coordination]
+backend = "redis"): one budget for all of them, each thread polled by one. The report adds
+each replica's part of the requests and the Redis commands per poll.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any
 
 import aiohttp
 import anyio
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 from worker.simulator import Simulator, ToolCallScript
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +42,10 @@ TOKEN = "scale-bench-watch-token"
 
 
 def _config(path: Path, sim: Simulator, threads: list[str], args: argparse.Namespace,
-            port: int) -> None:
-    path.write_text(f"""
+            port: int, redis_url: str | None) -> None:
+    coordination = (f'[coordination]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
+                    if redis_url else "")
+    path.write_text(coordination + f"""
 [api]
 base_url = "{sim.base_url}"
 max_requests_per_s = {args.budget}
@@ -88,11 +96,14 @@ def _script(rounds: int) -> list[list[ToolCallScript]]:
             for _ in range(rounds)]
 
 
-async def _announce(sim: Simulator, assistant_id: str, port: int, count: int) -> dict[str, float]:
-    """Runs on threads the worker does not watch, announced once they wait for outputs."""
+async def _announce(sim: Simulator, assistant_id: str, ports: list[int],
+                    count: int) -> dict[str, float]:
+    """Runs on threads the workers do not watch, announced once they wait for outputs (to
+    each replica in turn, as a load balancer would)."""
     announced: dict[str, float] = {}
     async with aiohttp.ClientSession() as session:
-        for _ in range(count):
+        for index in range(count):
+            port = ports[index % len(ports)]
             thread_id = sim.create_thread()
             run_id = sim.create_run(thread_id, assistant_id, rounds=_script(1))
             # The simulator's state moves on its clock as it is read: checking is waiting.
@@ -108,38 +119,82 @@ async def _announce(sim: Simulator, assistant_id: str, port: int, count: int) ->
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="tool-worker-scale-"))
+    redis = RedisServer(workdir) if args.replicas > 1 else None
     async with Simulator(api_key=KEY, thinking_s=args.thinking, seed=args.seed) as sim:
         assistant_id = sim.create_assistant(name="scale")
         threads = [sim.create_thread() for _ in range(args.threads)]
-        port = free_port()
-        workdir = Path(tempfile.mkdtemp(prefix="tool-worker-scale-"))
-        config = workdir / "worker.toml"
-        _config(config, sim, threads, args, port)
         env = {**os.environ, "OPENAI_API_KEY": KEY, "TOOL_WORKER__SERVER__WATCH_TOKEN": TOKEN,
                "PYTHONPATH": str(ROOT)}
-        worker = subprocess.Popen(  # noqa: S603, ASYNC220 - the benchmark's own child
-            [sys.executable, "-m", "worker", "run", "--config", str(config)], env=env,
-            stderr=(workdir / "worker.log").open("wb"), cwd=ROOT)
+        workers: list[subprocess.Popen[bytes]] = []
+        ports = [free_port() for _ in range(args.replicas)]
+        if redis is not None:
+            redis.start()
         try:
-            return await _measure(sim, assistant_id, threads, args, port, worker.pid)
+            for index, port in enumerate(ports):
+                config = workdir / f"worker{index}.toml"
+                _config(config, sim, threads, args, port, redis.url if redis else None)
+                workers.append(subprocess.Popen(  # noqa: S603, ASYNC220 - the benchmark's own
+                    [sys.executable, "-m", "worker", "run", "--config", str(config)], env=env,
+                    stderr=(workdir / f"worker{index}.log").open("wb"), cwd=ROOT))
+            return await _measure(sim, assistant_id, threads, args, ports,
+                                  [w.pid for w in workers], redis)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=60)
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(timeout=60)
+            if redis is not None:
+                redis.stop()
+
+
+async def _scrape(ports: list[int]) -> list[dict[str, float]]:
+    """Each replica's API requests and polls so far, from its /metrics."""
+    figures = []
+    async with aiohttp.ClientSession() as session:
+        for port in ports:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            counts = {"requests": 0.0, "polls": 0.0}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "toolworker_api_requests_total":
+                        counts["requests"] += sample.value
+                    elif sample.name == "toolworker_polls_total":
+                        counts["polls"] += sample.value
+            figures.append(counts)
+    return figures
+
+
+def _redis_commands(redis: RedisServer | None) -> int:
+    """Commands Redis processed so far (those inside scripts included)."""
+    if redis is None:
+        return 0
+    output = subprocess.run(  # noqa: S603 - our own binary and arguments
+        [redis.binary.replace("redis-server", "redis-cli"), "-p", str(redis.port), "info",
+         "stats"], capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("total_commands_processed:"))
+    return int(line.split(":")[1])
 
 
 async def _measure(sim: Simulator, assistant_id: str, threads: list[str],
-                   args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
-    await anyio.sleep(args.warmup)  # the worker starts and sweeps the idle threads once
+                   args: argparse.Namespace, ports: list[int], pids: list[int],
+                   redis: RedisServer | None) -> dict[str, Any]:
+    await anyio.sleep(args.warmup)  # the workers start and sweep the idle threads once
     sim.request_times.clear()
+    before, commands_before = await _scrape(ports), _redis_commands(redis)
     started = time.monotonic()
     active_runs = [sim.create_run(thread_id, assistant_id, rounds=_script(args.rounds))
                    for thread_id in threads[: args.active]]
-    announced = await _announce(sim, assistant_id, port, args.announced)
+    announced = await _announce(sim, assistant_id, ports, args.announced)
     with anyio.fail_after(args.timeout):
         runs = [*active_runs, *announced]
         while not all(sim.run(r)["status"] == "completed" for r in runs):  # noqa: ASYNC110
             await anyio.sleep(0.1)
     elapsed_s = time.monotonic() - started
+    after, commands = await _scrape(ports), _redis_commands(redis) - commands_before
+    requests = [a["requests"] - b["requests"] for a, b in zip(after, before, strict=True)]
+    polls = sum(a["polls"] - b["polls"] for a, b in zip(after, before, strict=True))
     submitted = {(s.run_id, s.round_index): s.at for s in sim.accepted_submissions()}
     followed = set(active_runs)
     latency = {key: submitted[key] - seen for key, seen in sim.rounds_visible.items()
@@ -150,16 +205,20 @@ async def _measure(sim: Simulator, assistant_id: str, threads: list[str],
     intake = [submitted[(run_id, 0)] - at for run_id, at in announced.items()]
     busiest = _busiest_second(sim.request_times)
     return {
+        "replicas": args.replicas,
         "threads": args.threads, "active_runs": args.active, "rounds": len(latency),
         "announced": len(intake), "budget_rps": args.budget,
         "busiest_second": busiest, "mean_rps": round(len(sim.request_times) / elapsed_s, 1),
-        "peak_rss_mib": round(_peak_rss_mib(pid), 1),
+        "replica_shares": "/".join(f"{r / max(sum(requests), 1):.2f}" for r in requests),
+        "redis_commands_per_poll": round(commands / max(polls, 1), 3),
+        "peak_rss_mib": round(max(_peak_rss_mib(pid) for pid in pids), 1),
         "detect_p50_ms": round(1000 * _pct(detection, 0.5)),
         "detect_p99_ms": round(1000 * _pct(detection, 0.99)),
         "first_round_p50_ms": round(1000 * _pct(first, 0.5)),
         "first_round_max_ms": round(1000 * max(first, default=float("nan"))),
         "idle_interval_ms": round(1000 * args.idle_interval),
         "intake_p50_ms": round(1000 * _pct(intake, 0.5)),
+        "intake_p99_ms": round(1000 * _pct(intake, 0.99)),
         "intake_max_ms": round(1000 * max(intake, default=float("nan"))),
         "active_interval_ms": round(1000 * args.active_interval),
     }
@@ -174,6 +233,11 @@ def _report(result: dict[str, Any], argv: list[str]) -> str:
         ("first rounds found within the idle interval",
          result["first_round_max_ms"] <= result["idle_interval_ms"]),
         ("intake p50 < 100 ms + one request", result["intake_p50_ms"] < 150),
+        ("intake p99 < 1 s + one request", result["intake_p99_ms"] < 1050),
+        *([("each replica about an equal part of the requests",
+            all(abs(float(share) - 1 / result["replicas"]) < 0.1
+                for share in result["replica_shares"].split("/")))]
+          if result["replicas"] > 1 else []),
     ]
     lines = [
         f"Command: `.venv/bin/python -m tests.benchmarks.scale {' '.join(argv)}`".rstrip() ,
@@ -201,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args(argv)
     result = anyio.run(run, args)
     print(_report(result, argv))  # noqa: T201 - the report is the output

@@ -109,7 +109,7 @@ class Poller(WatchedThreads):
         # A new thread with a stream to come is read once it opens; a live one needs no read.
         streamed = self._streams is not None and (new or self._is_live(watch))
         if not watch.busy and not streamed:
-            self._timeline.schedule(watch, 0.0)
+            self._timeline.schedule(watch, 0.0, first=announced)
 
     def _add(self, thread_id: str, *, announced: bool) -> ThreadState:
         if len(self._watches) >= self._settings.max_threads:

@@ -73,9 +73,13 @@ class Timeline:
         self._wake = anyio.Event()
         self._sleeping_until = -math.inf
 
-    def schedule(self, state: ThreadState, delay_s: float) -> None:
-        """Look at the thread in ``delay_s``; its earlier entries go stale."""
-        due = anyio.current_time() + delay_s
+    def schedule(self, state: ThreadState, delay_s: float, *, first: bool = False) -> None:
+        """Look at the thread in ``delay_s``; its earlier entries go stale.
+
+        ``first``: now, ahead of every thread already late in its lane (an announcement
+        waits behind no backlog of polls).
+        """
+        due = -math.inf if first else anyio.current_time() + delay_s
         state.due = due
         heapq.heappush(self._heaps[state.lane], (due, next(self._seq), state.thread_id))
         if due < self._sleeping_until:  # the loop sleeps past this: wake it to re-plan
@@ -101,7 +105,7 @@ class Timeline:
                 state = lookup(thread_id)
                 if state is None or state.busy or state.due != due or state.lane is not lane:
                     continue  # stale: the thread was rescheduled, or changed lanes
-                return state, now - due
+                return state, max(now - due, 0.0) if due > -math.inf else 0.0
         return None
 
     async def sleep_until_due(self, open_lanes: set[Lane]) -> None:
