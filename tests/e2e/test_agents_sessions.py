@@ -75,12 +75,17 @@ async def test_a_turn_asked_for_while_the_stream_was_down_is_found_after_it_reco
         worker = agents_worker(api, sessions)
         async with anyio.create_task_group() as tg:
             await tg.start(worker.run)
-            await wait_for(lambda: api.requests["retrieve"] >= len(sessions) + 1,
-                           what="every stream open and its session read")
+            # Every stream held by the fake (a listener each), not just some reads counted: else
+            # a stream opened after the cut and the test would not cut what it means to.
+            await wait_for(lambda: api.requests["retrieve"] >= len(sessions) + 1
+                           and all(api.sessions[s].listeners for s in sessions),
+                           timeout_s=60, what="every stream open and its session read")
             api.drop_streams()
             for session_id in sessions:
                 api.start_turn(session_id, CALLS)
-            await wait_for(lambda: idle(api, sessions, 1), what="the turns answered")
+            # Generous: after the cut the worker backs off, polls, then reconnects; under load
+            # that takes longer, and the test is about "once", not speed.
+            await wait_for(lambda: idle(api, sessions, 1), timeout_s=60, what="the turns answered")
             worker.stop()
     assert api.refused == []
     assert all(len(api.sessions[s].turns[0].answers) == 1 for s in sessions)

@@ -21,6 +21,7 @@ from tests.e2e.conftest import calls, start_runs
 from tests.e2e.process import ROOT, SIM_KEY, Daemon, command, environment, write_config
 from tests.redis_server import free_port
 from worker.service.redis_connection import connect_redis
+from worker.service.status import NAMES_SHOWN, RECENT_SHOWN
 from worker.simulator import Simulator, ToolCallScript
 
 if TYPE_CHECKING:
@@ -315,9 +316,12 @@ async def test_a_thousand_new_tool_names_a_round_keep_memory_and_the_status_page
     assert end_mib - start_mib < 50
     assert len(page) < 100_000
     assert metrics_page.count("made_up_") == 0
-    # A few names per round shown (its tools, its failed calls; rounds in flight), never one
-    # per name: 63,000 were sent.
-    assert page.count(b"made_up_") <= 500
+    # A few names per round shown, never one per name: 63,000 were sent. The bound holds
+    # whatever the interleaving: the last rounds shown (their tools and their failed calls)
+    # plus the one round this single thread can still have in flight when the page is read.
+    shown = page.count(b"made_up_")
+    print(f"{shown} made-up names on /status")  # noqa: T201
+    assert shown <= (RECENT_SHOWN * 2 + 1) * NAMES_SHOWN
     assert len(worker.raw) < 500_000, "no line per call, no line listing every name"
     too_many = worker.events("round has too many tool calls; the excess answered with an error")
     assert len(too_many) == WARM_ROUNDS + ROUNDS_MEASURED  # one line a round, not per call

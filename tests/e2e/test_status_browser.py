@@ -81,11 +81,32 @@ def browser() -> Iterator[Chrome]:
         driver.quit()
 
 
-def wait_until(condition: object, what: str, timeout_s: float = 10.0) -> None:
+def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` until true. The page replaces its tables every second, so an element
+    found a moment ago can be gone when read: that reading is retried, not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
-    while not callable(condition) or not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except StaleElementReferenceException:
+            pass
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def read_when_settled(read: Callable[[], str | None], what: str) -> str | None:
+    """``read()``, retried while the element it reads is replaced by the page's refresh."""
+    value: list[str | None] = []
+
+    def done() -> bool:
+        value[:] = [read()]
+        return True
+
+    wait_until(done, what)
+    return value[0]
 
 
 def test_the_status_page_shows_the_demo_live_in_a_browser(
@@ -103,9 +124,11 @@ def test_the_status_page_shows_the_demo_live_in_a_browser(
         return any("sleep" in row.text for row in rows)
 
     wait_until(slow_round_in_flight, "the slow round in flight")
-    first = browser.find_element(By.ID, "status").get_attribute("data-generated")
-    wait_until(lambda: browser.find_element(By.ID, "status").get_attribute("data-generated")
-               != first, "the page to refresh itself")
+    def generated() -> str | None:
+        return browser.find_element(By.ID, "status").get_attribute("data-generated")
+
+    first = read_when_settled(generated, "the page's generation time")
+    wait_until(lambda: generated() != first, "the page to refresh itself")
     browser.save_screenshot(str(tmp_path / "status-page-in-flight.png"))
 
     wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")) >= 5,
