@@ -93,7 +93,8 @@ async def test_only_the_first_turns_calls_make_the_round() -> None:
 
 @pytest.mark.parametrize(("status", "expected"), [
     ("idle", RunStatus.COMPLETED), ("in_progress", RunStatus.IN_PROGRESS),
-    ("failed", RunStatus.FAILED), ("something_new", RunStatus.UNKNOWN)])
+    ("failed", RunStatus.FAILED), ("budget_reached", RunStatus.UNKNOWN),
+    ("something_new", RunStatus.UNKNOWN)])
 async def test_session_statuses_read_as_run_statuses(status: str, expected: RunStatus) -> None:
     """An idle session is a thread whose run ended; in_progress goes on; unknown is watched."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 import anyio
+import openai
 import pytest
 
 from tests.conftest import make_settings, wait_for
@@ -90,3 +91,31 @@ async def test_with_ten_percent_of_requests_refused_or_lost() -> None:
         await serve_sessions(sim)
     assert sum(sim.faults_injected.values()) > 0
     check_every_turn_answered_once(sim)
+
+
+async def test_sessions_paused_at_their_spend_limit_are_answered_once_they_go_on() -> None:
+    """budget_reached pauses a session after its first turn's results; the worker keeps watching
+    it, and once the owner lifts the limit (through the official SDK) the next turn is answered."""
+    sessions_n = 4
+    async with Simulator() as sim:
+        agent_id = sim.create_agent("e2e", TOOLS)
+        sessions = [sim.create_session(agent_id, [TURN] * 2) for _ in range(sessions_n)]
+        for session_id in sessions:
+            sim.agents.set_spend_limit(sim.agents.session(session_id), 1)
+        worker = agents_worker(sim, sessions)
+        sdk = openai.AsyncOpenAI(api_key=sim.api_key, base_url=sim.base_url, max_retries=0)
+        async with sdk, anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await wait_for(lambda: all(sim.session(s)["status"] == "budget_reached"
+                                       for s in sessions), what="every session paused")
+            for session_id in sessions:
+                lifted = await sdk.beta.agents.sessions.update(
+                    session_id, spend_control={"limit": None})
+                assert lifted.spend_control.limit is None
+            await wait_for(lambda: sim.all_sessions_idle()
+                           and all(len(sim.agents.session(s).turns) == 2 for s in sessions),
+                           timeout_s=30, what="the second turns answered")
+            worker.stop()
+    per_turn = Counter(turn for post in sim.applied_posts() for turn in post.turn_ids)
+    assert len(per_turn) == sessions_n * 2
+    assert set(per_turn.values()) == {1}

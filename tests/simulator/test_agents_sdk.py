@@ -260,3 +260,30 @@ async def test_the_sdks_own_session_helper_runs_a_turn(sim: Simulator, agents: A
     outputs = sorted(r["output"] for r in sim.tool_results(session_id))
     assert outputs == ['{"said":"a"}', '{"said":"b"}']
     assert sim.session(session_id)["status"] == "idle"
+
+
+async def test_a_session_pauses_at_its_spend_limit_and_goes_on_when_it_is_raised(
+    sim: Simulator, agents: AsyncAgents
+) -> None:
+    agent = await agents.create(model="gpt-5", name="demo", tools=[ECHO])  # type: ignore[list-item]
+    session = await agents.sessions.create(
+        agent_id=agent.id, environment={"type": "none"}, input="go",
+        metadata={"sim_turns": script(1, 1)}, spend_control={"limit": 1})
+    assert (session.spend_control.consumed, session.spend_control.limit) == (0, 1)
+    stream = await agents.sessions.events.stream(session.id)
+    kinds: list[str] = []
+    async for event in stream:
+        kinds.append(event.type)
+        if event.type == "agent.session.requires_action":
+            await agents.sessions.events.create(session.id, events=results(event.session))
+        elif event.type == "agent.session.budget_reached":
+            paused = event.session
+            break
+    await stream.close()
+    # Asking the call cost the one cent; answering would spend past the limit.
+    assert (paused.status, paused.spend_control.consumed) == ("budget_reached", 1)
+    assert (await agents.sessions.retrieve(session.id)).status == "budget_reached"
+    raised = await agents.sessions.update(session.id, spend_control={"limit": 5})
+    assert raised.spend_control.limit == 5
+    assert (await agents.sessions.retrieve(session.id)).status == "idle"
+    assert kinds.count("agent.session.requires_action") == 1

@@ -46,7 +46,8 @@ log = structlog.get_logger("worker.api.agents")
 # The live events that carry the whole session; everything else (text deltas, items) is
 # the model talking, which the worker does not need.
 STATUS_EVENTS = frozenset(
-    f"agent.session.{status}" for status in ("requires_action", "in_progress", "idle", "failed")
+    f"agent.session.{status}"
+    for status in ("requires_action", "in_progress", "idle", "failed", "budget_reached")
 )
 SUBMIT = "submit_tool_outputs"  # the endpoint's name in metrics and errors, as for runs
 # The API can refuse a result for a call it has not registered yet (the call's events may come

@@ -13,6 +13,8 @@ requires_action     ``requires_action`` of the turn of the first action: ``funct
 in_progress         ``in_progress``; its id is the session's (the snapshot names no turn)
 idle                ``completed``: the thread is idle until a new turn waits
 failed              ``failed``
+budget_reached      ``unknown``: paused until its spend limit is raised; watched, nothing to do
+other               ``unknown``: a status of a later API version; watched, nothing to do
 =================== =========================================================================
 """
 
@@ -45,6 +47,8 @@ _STATUSES = {
     "in_progress": RunStatus.IN_PROGRESS,
     "idle": RunStatus.COMPLETED,
     "failed": RunStatus.FAILED,
+    # spend_control's limit is spent: nothing waits for the worker until the owner raises it.
+    "budget_reached": RunStatus.UNKNOWN,
 }
 _TURN_STATUSES = {
     "queued": RunStatus.QUEUED,

@@ -23,8 +23,10 @@ __all__ = [
     "TOOL_RESULT",
     "check_agent",
     "check_environment",
+    "check_vault_ids",
     "input_text",
     "parse_events",
+    "spend_limit",
 ]
 
 TOOL_RESULT = "agent.session.input.tool_result"
@@ -50,7 +52,7 @@ AGENT_FIELDS = frozenset({
 })
 SESSION_FIELDS = frozenset({
     "environment", "agent", "agent_id", "input", "metadata", "prompt_cache_options", "review",
-    "vault_ids", "stream", "stream_options",
+    "vault_ids", "stream", "stream_options", "spend_control",
 })
 _ENVIRONMENTS = ("none", "openai_hosted", "self_hosted")
 
@@ -154,6 +156,25 @@ def check_environment(value: object) -> dict[str, Any]:
                      "'openai_hosted' or 'self_hosted'.", param="environment.type",
                      code="invalid_value")
     assert isinstance(value, dict)  # noqa: S101 - narrowed by the check above
+    return value
+
+
+def spend_limit(value: object) -> int | None:
+    """`spend_control`'s limit in USD cents: a positive integer, or None (null) for no limit."""
+    if value is None:
+        return None
+    limit = check_fields(value, {"limit"}, ["limit"], where="spend_control.")["limit"]
+    if limit is not None and (type(limit) is not int or limit <= 0):
+        raise invalid_type("spend_control.limit", "a positive integer or null", limit)
+    return limit
+
+
+def check_vault_ids(value: object) -> list[str]:
+    """`vault_ids`: an array of strings; null reads as none."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid_type("vault_ids", "an array of strings", value)
     return value
 
 

@@ -11,6 +11,10 @@ answered the session is `in_progress` again, and after `thinking_s` the turn ans
 item, `turn.completed`, `agent.session.idle`) or, when scripted to fail, fails
 (`turn.failed`, `agent.session.failed`). The next scripted turn starts `user_pause_s` after the
 session went idle, as if the user wrote again.
+
+Each model step (asking the calls, answering) costs one cent of `spend_control`: a session with
+a limit it has spent pauses in `budget_reached` (`agent.session.budget_reached`) before its next
+step, and goes on when the limit is raised or removed.
 """
 
 from __future__ import annotations
@@ -153,9 +157,13 @@ class SessionLifecycle:
             turn = session.turn
             if session.status == "idle":
                 self.start_turn(session, change_at, "Next, please.")
+            elif session.over_budget:
+                self._pause(session, change_at)
             elif turn is not None and not turn.asked and turn.script.calls:
+                session.spent_cents += 1
                 self._ask(session, turn, change_at)
             elif turn is not None:
+                session.spent_cents += 1
                 self._finish(session, turn, change_at)
 
     def start_turn(self, session: SessionRecord, at: float, text: str,
@@ -256,6 +264,18 @@ class SessionLifecycle:
         if session.next_script < len(session.script):
             session.user_at = at + self.user_pause_s
         self._emit_session(session, "idle")
+
+    def _pause(self, session: SessionRecord, at: float) -> None:
+        """The model's next step would spend past the limit: the session waits for a new one."""
+        session.status, session.last_active_at = "budget_reached", at
+        self._emit_session(session, "budget_reached")
+
+    def set_spend_limit(self, session: SessionRecord, limit: int | None) -> None:
+        """A new `spend_control.limit`; a session paused by the old one goes on at once."""
+        session.spend_limit = limit
+        if session.status == "budget_reached" and not session.over_budget:
+            session.status, session.phase_since = "in_progress", self.clock()
+            self._emit_session(session, "in_progress")
 
     def cancel(self, session: SessionRecord, turn: TurnRecord, at: float) -> None:
         """Cancel the active turn: its calls are no longer pending; no scripted turn follows."""

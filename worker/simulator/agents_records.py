@@ -192,6 +192,13 @@ class SessionRecord:
     phase_since: float = 0.0  # when the model began thinking (status in_progress)
     user_at: float | None = None  # when the simulated user starts the next scripted turn
     extra: dict[str, Any] = field(default_factory=dict)  # vault_ids, prompt_cache_options, review
+    spend_limit: int | None = None  # spend_control.limit, USD cents; None: unlimited
+    spent_cents: int = 0  # one cent a model step: enough to reach a small limit in a test
+
+    @property
+    def over_budget(self) -> bool:
+        """Whether the session has spent its limit (its next model step pauses it)."""
+        return self.spend_limit is not None and self.spent_cents >= self.spend_limit
 
     @property
     def turn(self) -> TurnRecord | None:
@@ -218,6 +225,7 @@ class SessionRecord:
             "error": self.error, "last_active_at": _epoch(self.last_active_at),
             "metadata": dict(self.metadata), "required_actions": self.required_actions(),
             "status": self.status, "usage": usage(taken) if taken else None,
+            "spend_control": {"consumed": self.spent_cents, "limit": self.spend_limit},
             "vault_ids": list(self.extra.get("vault_ids") or []),
             "prompt_cache_options": self.extra.get("prompt_cache_options"),
         }

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from worker.simulator.agents_inputs import check_agent
+from worker.simulator.agents_inputs import check_agent, check_vault_ids, spend_limit
 from worker.simulator.agents_stream import agents_of, stream_session
 from worker.simulator.replies import ok, page, read_json
 from worker.simulator.wire import (
@@ -82,12 +82,18 @@ async def retrieve_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    """POST /agents/sessions/{session_id}: only `metadata` changes here."""
+    """POST /agents/sessions/{session_id}: `metadata`, `spend_control` and `vault_ids` change."""
     body = await read_json(request)
-    session = agents_of(request).session(request.match_info["session_id"])
-    fields = check_fields(body, {"metadata", "agent", "prompt_cache_options", "review"})
+    state = agents_of(request)
+    session = state.session(request.match_info["session_id"])
+    fields = check_fields(body, {"metadata", "agent", "prompt_cache_options", "review",
+                                 "spend_control", "vault_ids"})
     if fields.get("metadata") is not None:
         session.metadata = check_metadata(fields["metadata"])
+    if "vault_ids" in fields:
+        session.extra["vault_ids"] = check_vault_ids(fields["vault_ids"])
+    if "spend_control" in fields:
+        state.set_spend_limit(session, spend_limit(fields["spend_control"]))
     return ok(session.render())
 
 

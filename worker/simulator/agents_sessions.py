@@ -8,7 +8,9 @@ from worker.simulator.agents_inputs import (
     SESSION_FIELDS,
     check_agent,
     check_environment,
+    check_vault_ids,
     input_text,
+    spend_limit,
 )
 from worker.simulator.agents_records import AgentRecord, SessionRecord
 from worker.simulator.agents_script import default_script, parse_turns
@@ -38,11 +40,11 @@ def new_session(state: AgentsState, params: Mapping[str, Any],
                      code="missing_required_parameter")
     script = _script(state, turns, metadata, agent)
     now = state.clock()
-    extra = {name: fields.get(name) for name in ("vault_ids", "prompt_cache_options", "review")}
-    if extra["vault_ids"] is not None and not isinstance(extra["vault_ids"], list):
-        raise invalid_type("vault_ids", "an array", extra["vault_ids"])
+    extra = {name: fields.get(name) for name in ("prompt_cache_options", "review")}
+    extra["vault_ids"] = check_vault_ids(fields.get("vault_ids"))
     session = SessionRecord(state.new_id("sess_"), agent.snapshot(), environment, dict(metadata),
-                            now, script, last_active_at=now, extra=extra)
+                            now, script, last_active_at=now, extra=extra,
+                            spend_limit=spend_limit(fields.get("spend_control")))
     return session, text
 
 
