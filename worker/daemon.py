@@ -96,6 +96,7 @@ class Worker:
             ConfigError: the API refused the first request, or Redis support is missing.
         """
         async with (
+            self._shutdown.guard(),  # signals from the first moment: a stop ends the start
             open_resources(self.registry.resource_types(), self._resource_overrides) as resources,
             open_client(self._profile, self.settings, self.metrics, clock=self.clock,
                         health=self.health) as client,
@@ -131,12 +132,12 @@ class Worker:
             self.server = await start_edges(
                 tg, self.settings, metrics=self.metrics, health=self.health, clock=self.clock,
                 client=client, claims=claims, announce=watchlist.announcer,
-                status=self.status.snapshot, watch_signals=self._shutdown.watch_signals)
+                status=self.status.snapshot)
             tg.start_soon(lambda: poller.run(send, until_idle=until_idle))
             log.info("worker started", tools=[t.name for t in self.registry],
                      threads=poller.watched, **scope.facts())
             task_status.started()
-            with self._shutdown.rounds:
+            with self._shutdown.serving():
                 await pipeline.serve(receive, poller.round_finished, in_flight=self._in_flight,
                                      abandoned=self._abandoned, draining=lambda: self.health.draining)
             tg.cancel_scope.cancel()

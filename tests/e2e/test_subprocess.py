@@ -13,6 +13,8 @@ import anyio
 import pytest
 
 from tests.e2e.conftest import SIM_KEY, assert_each_round_submitted_once, calls, start_runs
+from tests.e2e.process import Daemon
+from tests.e2e.process import write_config as write_daemon_config
 
 if TYPE_CHECKING:
     from worker.simulator import Simulator
@@ -177,3 +179,20 @@ async def test_simulate_serves_each_profile(profile: str, path: str, headers: di
     assert (status, body["object"]) == (200, "list")
     assert b"listening on" in seen
     assert b'"sim_rounds"' in seen  # the start line says how to script the model's rounds
+
+
+async def test_sigterm_while_the_worker_starts_ends_it_cleanly(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A pod stopped while its resources load exits 0 with a word, not killed by the signal."""
+    config = write_daemon_config(tmp_path / "slow.toml", sim, [sim.create_thread()],
+                                 tools={"modules": ["tests.handlers.slow_start"]})
+    daemon = await Daemon.start(config)
+    try:
+        await daemon.wait_for_event("model loading", timeout_s=30)
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(timeout_s=30) == 0
+    finally:
+        await daemon.aclose()
+    assert daemon.events("worker stopped")
+    assert not daemon.events("worker started")

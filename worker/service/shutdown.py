@@ -6,6 +6,7 @@ the worker outright, rounds and all, and there is nothing to reload.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import anyio
 import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
 __all__ = ["Shutdown"]
 
@@ -31,6 +32,39 @@ class Shutdown:
         self._stop = stop
         self._in_flight = in_flight
         self._draining = False
+        self._serving = False
+        self._start_scope: anyio.CancelScope | None = None
+
+    @property
+    def _starting(self) -> anyio.CancelScope:
+        if self._start_scope is None:
+            self._start_scope = anyio.CancelScope()
+        return self._start_scope
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Take signals for the whole life of the worker, its start included.
+
+        A signal before ``serving`` cancels the start: a SIGTERM while resources load or the
+        API is checked ends the process cleanly instead of by the signal's default action.
+        """
+        try:
+            async with anyio.create_task_group() as signals:
+                await signals.start(self.watch_signals)
+                with self._starting:
+                    yield
+                signals.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The group only carries the signal task: what the worker raised is raised as it
+            # was (a ConfigError stays a ConfigError for callers and the CLI).
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    def serving(self) -> anyio.CancelScope:
+        """The scope the rounds run in, once the worker serves: a signal now drains them."""
+        self._serving = True
+        return self.rounds
 
     @property
     def rounds(self) -> anyio.CancelScope:
@@ -54,4 +88,6 @@ class Shutdown:
                 log.info("draining: finishing rounds in flight", signal=signum.name,
                          rounds=self._in_flight(), drain_timeout_s=self._drain_timeout_s)
                 self._stop()
+                if not self._serving:
+                    self._starting.cancel()  # nothing taken yet: end the start here
                 self.rounds.deadline = anyio.current_time() + self._drain_timeout_s

@@ -1,4 +1,4 @@
-"""The worker's edges: its HTTP server, the signal handler, health upkeep and the Redis intake."""
+"""The worker's edges: its HTTP server, health upkeep and the Redis intake."""
 
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ async def start_edges(
     claims: ClaimStore,
     announce: Callable[[Source], Watch],
     status: Callable[[], dict[str, Any]] | None,
-    watch_signals: Callable[..., Any],
 ) -> Server | None:
     """Start every edge the settings ask for in ``tg``; returns the server, once it listens.
 
@@ -59,7 +58,6 @@ async def start_edges(
                         watch=announce("announced"), webhook_watch=announce("webhook"),
                         status=status, max_connections=connection_cap(settings))
         await tg.start(server.serve)
-    await tg.start(watch_signals)
     tg.start_soon(keep_health, client, settings.watch, health, claims, clock)
     if settings.intake.redis_stream:
         tg.start_soon(RedisIntake.from_settings(
