@@ -77,7 +77,7 @@ async def test_a_rolling_restart_of_three_replicas_loses_and_doubles_nothing(
                 runs += [sim.create_run(threads[first + i], assistant_id,
                                         rounds=script(first + i)) for i in range(RUNS_PER_WAVE)]
                 # Stop the replica once the new runs' first rounds are being answered.
-                await wait_for(lambda: len(sim.accepted_submissions()) > first * ROUNDS,
+                await wait_for(lambda done=first * ROUNDS: len(sim.accepted_submissions()) > done,
                                timeout_s=60, what="a round of the new runs")
                 old = live[wave]
                 old.signal(signal.SIGTERM)

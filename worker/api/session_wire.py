@@ -21,6 +21,7 @@ other               ``unknown``: a status of a later API version; watched, nothi
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import BadAnswer
@@ -92,12 +93,11 @@ def _session_run(data: object, session_id: str) -> Run:
     status = _STATUSES.get(str(data.get("status")), RunStatus.UNKNOWN)
     agent = data.get("agent")
     agent_id = agent.get("id") if isinstance(agent, dict) else None
-    created_at = data.get("created_at")
     run = Run(
         id=session_id, thread_id=session_id,
         assistant_id=agent_id if isinstance(agent_id, str) else "",
         status=status, expires_at=None, required_action_type=None, tool_calls=(),
-        created_at=float(created_at) if isinstance(created_at, int | float) else 0.0,
+        created_at=_seconds(data.get("created_at")),
         metadata=parse_metadata(data.get("metadata")),
     )
     if status is not RunStatus.REQUIRES_ACTION or not actions:
@@ -152,9 +152,25 @@ def _mcp_call(action: dict[str, Any]) -> McpCall:
                    arguments=_arguments_text(request.get("arguments")))
 
 
+def _seconds(value: object) -> float:
+    """A timestamp as seconds; 0.0 (unknown) unless it is a finite number a float can hold."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    try:  # an int past any float (10**400) raises here; NaN and Infinity are valid JSON to Python
+        seconds = float(value)
+    except OverflowError:
+        return 0.0
+    return seconds if math.isfinite(seconds) else 0.0
+
+
 def _arguments_text(arguments: object) -> str:
     """The arguments as the JSON text handlers are given (the API sends an object; a string
     is taken as it is, as the official SDK does)."""
     if isinstance(arguments, str):
         return arguments
-    return json.dumps({} if arguments is None else arguments, ensure_ascii=False)
+    try:
+        return json.dumps({} if arguments is None else arguments, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        # Nested past what can be written back: not JSON, so the call is answered as invalid
+        # arguments (the model is told) instead of the whole turn failing to read.
+        return "(arguments nested too deeply to read)"
