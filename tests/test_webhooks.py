@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 from worker.config.secret import Secret
 from worker.config.settings import ServerSettings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, WatchLimitReached
 from worker.observability.metrics import Metrics
 from worker.service.server import Server
 
@@ -166,3 +166,55 @@ def test_a_secret_that_is_not_base64_is_a_config_error() -> None:
 
 async def _ignore(_thread_id: str, _run_id: str | None) -> None:
     """A watch that takes everything and keeps nothing."""
+
+
+async def test_a_delivery_refused_because_the_worker_is_full_is_taken_when_retried() -> None:
+    """A 429 acted on nothing: the sender's retry (same webhook-id) must not be a "replay"."""
+    full = True
+    seen: list[str] = []
+
+    async def watch(thread_id: str, _run_id: str | None) -> None:
+        if full:
+            raise WatchLimitReached(10)
+        seen.append(thread_id)
+
+    server = Server(ServerSettings(host="127.0.0.1", port=0, webhook_secret=Secret(SECRET)),
+                    Metrics(), lambda: (True, {}), watch=watch)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        served = Served(server, [])
+        body = action_required()
+        headers = signed(body)
+        assert (await served.deliver(body, headers))[0] == 429
+        full = False
+        assert await served.deliver(body, headers) == (200, {"watching": "sess_1"})
+        tg.cancel_scope.cancel()
+    assert seen == ["sess_1"]
+
+
+async def test_a_webhook_id_too_long_to_remember_is_refused(served: Served) -> None:
+    body = action_required()
+    status, answer = await served.deliver(body, signed(body, webhook_id="m" * 257))
+    assert status == 400
+    assert "webhook-id" in answer["error"]
+    assert served.seen == []
+    assert served.server.webhooks is not None
+    assert "m" * 257 not in served.server.webhooks._seen
+
+
+async def test_a_body_too_large_is_a_counted_json_413() -> None:
+    metrics = Metrics()
+    server = Server(ServerSettings(host="127.0.0.1", port=0, webhook_secret=Secret(SECRET)),
+                    metrics, lambda: (True, {}), watch=_ignore)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        status, answer = await Served(server, []).deliver(*_oversized())
+        tg.cancel_scope.cancel()
+    assert status == 413
+    assert "larger" in answer["error"]
+    assert metrics.intake_refused.labels("bad_request")._value.get() == 1
+
+
+def _oversized() -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"type": "agent.session.action_required", "pad": "x" * 70_000}).encode()
+    return body, signed(body)

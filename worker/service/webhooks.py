@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from worker.config.secret import Secret
     from worker.service.intake import Refusals, Watch
 
-__all__ = ["TOLERANCE_S", "WebhookIntake"]
+__all__ = ["MAX_WEBHOOK_ID", "TOLERANCE_S", "WebhookIntake"]
 
 # standardwebhooks' fixed tolerance: a timestamp further than this from now is refused.
 TOLERANCE_S = 300.0
+MAX_WEBHOOK_ID = 256  # OpenAI's are "wh_" and a few dozen characters
 _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
@@ -68,15 +69,23 @@ class WebhookIntake:
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one delivery: 200 when taken (or a replay, not acted on), 4xx when refused."""
         try:
-            return await self._take(await request.read(), request.headers)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise _Refused(413, "the body is larger than a webhook event can be",
+                               "bad_request") from None
+            return await self._take(body, request.headers)
         except _Refused as refused:
             self._refusals.refuse(refused.reason, refused.message,
                                   address=request.remote or "unknown")
             return web.json_response({"error": refused.message}, status=refused.status)
 
     async def _take(self, body: bytes, headers: Any) -> web.Response:
+        webhook_id = str(headers.get("webhook-id", ""))
+        if len(webhook_id) > MAX_WEBHOOK_ID:  # remembered for ten minutes: bound what is kept
+            raise _Refused(400, f"webhook-id is longer than {MAX_WEBHOOK_ID} characters",
+                           "bad_request")
         event = self._verified(body, headers)
-        webhook_id = str(headers["webhook-id"])
         self._forget_old()
         if webhook_id in self._seen:
             # Acted on already: a replay (or a sender's retry of one we took) changes nothing.
@@ -93,7 +102,8 @@ class WebhookIntake:
             raise _Refused(400, "the event's data.id is not a session id", "bad_id")
         try:
             await self._watch(str(session_id), None)  # committed to the watch store
-        except WatchLimitReached as exc:
+        except WatchLimitReached as exc:  # not acted on: the sender's retry must be taken
+            self._seen.pop(webhook_id, None)
             raise _Refused(429, str(exc), "full") from None
         except WatchStoreError as exc:  # not remembered as seen: the sender's retry is taken
             self._seen.pop(webhook_id, None)
