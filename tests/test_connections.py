@@ -117,7 +117,8 @@ def test_idle_and_slow_connections_are_closed_by_the_sweep() -> None:
     clock.now = 6
     g.sweep()
     assert (idle.aborted, answered.aborted) == (True, False)
-    assert g.closed == {"idle": 1, "slow_request": 1, "evicted": 0, "refused": 0}
+    assert g.closed == {"idle": 1, "slow_request": 1, "evicted": 0, "refused": 0,
+                        "malformed": 0}
 
 
 def test_accept_errors_are_one_line_per_interval() -> None:

@@ -145,3 +145,26 @@ def test_an_ipv6_host_is_throttled_as_its_64() -> None:
     throttle.failed("192.0.2.4")
     throttle.failed("192.0.2.4")
     assert throttle.retry_after_s("192.0.2.4") == 60
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 9000 + b"\r\n",
+    b"POST /v1/watch HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n",
+], ids=["long_header_line", "length_and_chunked"])
+async def test_a_request_aiohttp_cannot_parse_is_a_counted_400_without_a_traceback(
+    served: Served, head: bytes, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A header line over 8 KiB, or Content-Length with Transfer-Encoding (send adds the length):
+    aiohttp printed a traceback per request to stderr, uncounted."""
+    for _ in range(3):
+        status, _ = await served.send(head)
+        assert status == 400
+    closed = served.metrics.registry.get_sample_value(
+        "toolworker_http_connections_closed_total", {"reason": "malformed"})
+    assert closed == 3
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.exc_info]
+    async with await anyio.connect_tcp("127.0.0.1", served.server.port or 0) as stream:
+        await stream.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert (await stream.receive()).startswith(b"HTTP/1.1 200")

@@ -43,7 +43,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 # Why the HTTP server closed a connection (worker.service.connections): idle too long, a
 # request not whole in time, the longest-idle one making room past the cap, or a new one
 # refused while every connection was busy.
-HTTP_CLOSE_REASONS = ("idle", "slow_request", "evicted", "refused")
+HTTP_CLOSE_REASONS = ("idle", "slow_request", "evicted", "refused", "malformed")
 
 # Read once at import: it reads package metadata from disk.
 _VERSION = version("tool-worker")

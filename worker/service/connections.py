@@ -13,12 +13,16 @@ socket and aiohttp and enforces, without any token:
   closed when every connection is busy. The cap is kept below ``ulimit -n`` less a reserve
   for the API's pools, Redis and files, so the worker can always reach the API.
 
-``accept()`` failures (EMFILE) are logged once per interval with a count, not per attempt.
+``accept()`` failures (EMFILE) are logged once per interval with a count, not per attempt, and
+so are requests aiohttp cannot parse (a header line over 8 KiB, Content-Length with
+Transfer-Encoding, TLS to a plain port): each is a 400 and a closed connection, counted, where
+aiohttp printed a traceback per request to stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import resource
 import time
@@ -26,6 +30,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from worker.observability.metrics import HTTP_CLOSE_REASONS
 
@@ -111,6 +117,23 @@ class _Connection(asyncio.Protocol):
         self.inner.resume_writing()
 
 
+class _RequestLog(logging.Logger):
+    """aiohttp's server log, where a request it cannot parse becomes a count, not a traceback."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        super().__init__(server_logger.name)
+        self._guard = guard
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._guard.malformed(exc_info)
+        else:  # a fault of aiohttp's or ours: kept whole
+            server_logger.exception(msg, *args, exc_info=exc_info, **kw)
+
+    def debug(self, msg: object, *args: object, **kw: Any) -> None:
+        server_logger.debug(msg, *args, **kw)
+
+
 class ConnectionGuard:
     """Bounds the connections of one HTTP server; see the module's docstring."""
 
@@ -133,6 +156,9 @@ class ConnectionGuard:
         self._by_transport: dict[asyncio.BaseTransport, _Connection] = {}
         self._accept_errors = 0
         self._accept_logged_at = -math.inf
+        self._malformed = 0
+        self._malformed_logged_at = -math.inf
+        self.request_log: logging.Logger = _RequestLog(self)
         self.closed: dict[str, int] = dict.fromkeys(HTTP_CLOSE_REASONS, 0)
 
     def __len__(self) -> int:
@@ -206,6 +232,18 @@ class ConnectionGuard:
     def _gauge(self) -> None:
         if self._metrics is not None:
             self._metrics.http_connections.set(len(self._open))
+
+    def malformed(self, exc: HttpProcessingError) -> None:
+        """A request aiohttp could not parse: it answers 400 and closes; counted, logged rarely."""
+        self.closed["malformed"] += 1
+        if self._metrics is not None:
+            self._metrics.http_connections_closed.labels("malformed").inc()
+        self._malformed += 1
+        now = self.clock()
+        if now - self._malformed_logged_at >= ACCEPT_LOG_INTERVAL_S:
+            log.warning("requests the HTTP server could not parse were answered 400",
+                        requests=self._malformed, last=type(exc).__name__)
+            self._malformed, self._malformed_logged_at = 0, now
 
     def exception_handler(self, previous: Callable[..., Any] | None) -> Callable[..., Any]:
         """A loop exception handler: ``accept()`` failures summed into one line per interval."""

@@ -151,6 +151,7 @@ class Server:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; reports the bound port through ``task_status``."""
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                               logger=self.connections.request_log,
                                # aiohttp's own timer only as a backstop: the guard closes (and counts) first.
                                keepalive_timeout=2 * (self.connections.idle_timeout_s
                                                       + self.connections.request_timeout_s))
