@@ -206,6 +206,29 @@ async def test_a_turn_is_answered_in_one_request_whose_retry_carries_the_same_ke
     assert run.status is RunStatus.IN_PROGRESS
 
 
+@pytest.mark.parametrize("answer", [
+    web.Response(status=200, text="OK"), web.json_response([1, 2], status=200),
+    web.Response(status=202, body=b"\xff\xfe"), web.Response(status=204),
+    web.json_response({"object": "list", "data": []}, status=200),
+], ids=["text", "list", "bytes", "204", "object"])
+async def test_any_2xx_to_the_events_request_is_accepted_whatever_its_body(
+    answer: web.Response,
+) -> None:
+    """2xx means accepted; a server's body there is not ours to parse (no bad_answer, no resend)."""
+    posts = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal posts
+        posts += 1
+        return answer
+
+    async with served(("POST", "/v1/agents/sessions/sess_1/events", handler)) as server, \
+            make_client(server.url) as client:
+        run = await client.submit_tool_outputs(SESSION, "turn_1", [output("call_1", "3")])
+    assert run.status is RunStatus.IN_PROGRESS
+    assert posts == 1
+
+
 async def test_a_400_for_a_call_no_longer_pending_is_not_actionable() -> None:
     """The submitter reads such a refusal back and classifies it, as for runs."""
 

@@ -193,7 +193,7 @@ class SessionsClient:
                 await self._transport.request(
                     "POST", SUBMIT, ids.path("/agents/sessions/{id}/events", id=thread_id),
                     body={"events": input_events(run_id, outputs, approvals)},
-                    deadline=deadline, headers={"Idempotency-Key": key})
+                    deadline=deadline, headers={"Idempotency-Key": key}, read_answer=False)
                 break
             except RunNotActionable as exc:
                 unknown = UNKNOWN_CALL in exc.api_message and not exc.after_lost_answer

@@ -116,12 +116,13 @@ class Transport:
         self, method: str, endpoint: str, path: str, *, params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None, deadline: float | None = None,
         lane: Lane = Lane.SUBMIT, retries: int | None = None, timeout_s: float | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, read_answer: bool = True,
     ) -> Answer:
         """One request, retried by the policy (``retries`` overrides it); its answer.
 
         ``headers`` are sent besides the profile's (an ``Idempotency-Key``: each retry
-        carries the same one).
+        carries the same one). Without ``read_answer`` a 2xx is all that counts: its body is
+        not parsed (an endpoint whose 202 means accepted, whatever a server puts in it).
 
         Raises:
             ApiError: the request failed, or the answer does not parse.
@@ -133,8 +134,8 @@ class Transport:
             try:
                 async with self.budget.spend(lane):
                     return await self._request_once(
-                        method, endpoint, path, params, body, deadline, timeout_s, lane, headers
-                    )
+                        method, endpoint, path, params, body, deadline, timeout_s, lane, headers,
+                        read_answer=read_answer)
             except ApiError as error:
                 self.count_error(endpoint, error)
                 delay_s = self._retry_delay(error, attempt, max_retries, deadline, maybe_applied)
@@ -207,6 +208,8 @@ class Transport:
         timeout_s: float | None,
         lane: Lane,
         headers: dict[str, str] | None = None,
+        *,
+        read_answer: bool = True,
     ) -> Answer:
         session = self._background if lane >= Lane.ANNOUNCED else self._session
         if session is None:
@@ -231,7 +234,7 @@ class Transport:
                     allow_redirects=False,
                 ) as response:
                     status = f"{response.status // 100}xx"
-                    return await self.answer(endpoint, response)
+                    return await self.answer(endpoint, response, read_answer=read_answer)
         finally:
             self._count_request(endpoint, status, started)
 
@@ -240,7 +243,8 @@ class Transport:
         self._metrics.api_request_duration.labels(endpoint).observe(
             anyio.current_time() - started)
 
-    async def answer(self, endpoint: str, response: aiohttp.ClientResponse) -> Answer:
+    async def answer(self, endpoint: str, response: aiohttp.ClientResponse, *,
+                     read_answer: bool = True) -> Answer:
         """The answer of a response: its JSON object and hint, or the ApiError it means."""
         if self._clock is not None:
             self._clock.observe(response.headers.get("Date"), time.time())
@@ -253,8 +257,8 @@ class Transport:
                 self._health.api_answered()  # a 404 or a 400 is the API, there and listening
             raise error
         # 202 Accepted with no body (the Agents API's events): nothing to read, not garbled.
-        data = {} if response.status in (202, 204) and not payload.strip() else decode(
-            endpoint, payload)
+        empty = not read_answer or (response.status in (202, 204) and not payload.strip())
+        data = {} if empty else decode(endpoint, payload)
         if self._health is not None:
             self._health.api_answered()
         return Answer(data, poll_hint(response.headers))
