@@ -18,7 +18,7 @@ import structlog
 
 from worker.api.protocol import LiveEvents
 from worker.api.retry import RetryPolicy
-from worker.errors import ApiError, NotFound
+from worker.errors import ApiError, BadAnswer, NotFound
 from worker.models import RunStatus
 
 if TYPE_CHECKING:
@@ -129,6 +129,10 @@ class LiveStreams:
         except ApiError as exc:
             log.info("could not open the session's event stream; polling it", error=str(exc))
             return exc, False
+        except Exception as exc:  # an event no one foresaw costs this stream, not the daemon
+            log.warning("the session's event stream failed unexpectedly; polling it",
+                        exc_info=True)
+            return BadAnswer("session_events", repr(exc)), False
         finally:
             self._live.discard(thread_id)
             listener.stream_closed(thread_id)

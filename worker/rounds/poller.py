@@ -233,7 +233,7 @@ class Poller(WatchedThreads):
                 run = await self._current_run(watch, lane)
             except NotFound:
                 return self._lost(watch)
-            except ApiError as exc:
+            except Exception as exc:  # noqa: BLE001 - an answer no one foresaw costs one poll
                 return self._failed(watch, exc)
             if watch.failures:
                 log.info("the thread answers again", failed_polls=watch.failures)
@@ -257,13 +257,14 @@ class Poller(WatchedThreads):
         )
         return active_run(runs)
 
-    def _failed(self, watch: ThreadState, exc: ApiError) -> float:
+    def _failed(self, watch: ThreadState, exc: Exception) -> float:
         """Count the failure and back the thread off: capped exponential, with jitter."""
         watch.failures += 1
         if isinstance(exc, AuthError):
             self._key_refused(watch.thread_id, exc)
         elif watch.failures == 1:  # once per streak; the metric counts every one
-            log.warning("polling the thread failed; backing off", error=str(exc))
+            log.warning("polling the thread failed; backing off", error=str(exc) or repr(exc),
+                        exc_info=not isinstance(exc, ApiError))  # not an API error: our bug
         return self._pace.after_failure(watch)
 
     def _key_refused(self, thread_id: str, error: AuthError | None) -> None:
