@@ -51,6 +51,17 @@ def test_arguments_nested_too_deeply_are_answered_as_invalid_not_a_crash() -> No
         json.loads(call.arguments)  # the dispatcher answers it as invalid arguments
 
 
+def test_the_asked_turn_is_read_when_two_turns_wait() -> None:
+    """A server listing two turns' actions: asking for the second must not answer the first."""
+    data = session()
+    data["required_actions"].append({"type": "function_call", "call_id": "call_2",
+                                     "turn_id": "turn_2", "name": "add", "arguments": {}})
+    assert session_run("retrieve", data, SESSION).id == "turn_1"
+    second = session_run("retrieve", data, SESSION, "turn_2")
+    assert (second.id, second.call_ids) == ("turn_2", {"call_2"})
+    assert session_run("retrieve", data, SESSION, "turn_9").id == "turn_1"
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
     | st.sampled_from([10**400, "call_1", "turn_1", "function_call", "requires_action"]),

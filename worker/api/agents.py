@@ -145,7 +145,7 @@ class SessionsClient:
         data = await self.retrieve_session(thread_id, lane=lane, retries=retries,
                                            timeout_s=timeout_s)
         with self._transport.counted():
-            run = session_run("retrieve_session", data, thread_id)
+            run = session_run("retrieve_session", data, thread_id, run_id)
         if run.id == run_id or run_id == thread_id or not run.status.is_terminal:
             return run
         status = await self._turn_status(thread_id, run_id, lane=lane, timeout_s=timeout_s)

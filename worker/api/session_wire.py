@@ -61,15 +61,16 @@ _TURN_STATUSES = {
 }
 
 
-def session_run(endpoint: str, data: object, session_id: str) -> Run:
-    """The session in ``data`` as a Run of thread ``session_id``.
+def session_run(endpoint: str, data: object, session_id: str, turn_id: str | None = None) -> Run:
+    """The session in ``data`` as a Run of thread ``session_id``; of turn ``turn_id`` when
+    actions of several turns are listed and some are that turn's.
 
     Raises:
         BadAnswer: it is not a session, another session than asked, or an action misses a
             field the worker needs.
     """
     try:
-        return _session_run(data, session_id)
+        return _session_run(data, session_id, turn_id)
     except ValueError as exc:  # Malformed, InvalidId
         raise BadAnswer(endpoint, str(exc)) from None
 
@@ -80,7 +81,7 @@ def turn_status(data: object) -> RunStatus:
     return _TURN_STATUSES.get(str(status), RunStatus.UNKNOWN)
 
 
-def _session_run(data: object, session_id: str) -> Run:
+def _session_run(data: object, session_id: str, asked: str | None) -> Run:
     if not isinstance(data, dict):
         raise Malformed(f"the session is a {type(data).__name__}, not an object")
     got = check_id(data.get("id"), "session id")
@@ -102,7 +103,9 @@ def _session_run(data: object, session_id: str) -> Run:
     )
     if status is not RunStatus.REQUIRES_ACTION or not actions:
         return run
-    return _waiting(run, actions)
+    # A server may list the actions of more than one turn: the asked one is the one to read.
+    own = [a for a in actions if asked is not None and a.get("turn_id") == asked]
+    return _waiting(run, own or actions)
 
 
 def _waiting(run: Run, actions: list[dict[str, Any]]) -> Run:
