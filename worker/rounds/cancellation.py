@@ -78,8 +78,8 @@ async def _until_moved_on(
 
 
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
-    if run.waits_for(round_):
-        return None
+    if run.waits_for(round_) or run.status is RunStatus.UNKNOWN:
+        return None  # a status the worker cannot read says nothing about the round: work on
     if run.status is RunStatus.EXPIRED:
         return SubmitOutcome.EXPIRED
     if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
