@@ -6,11 +6,13 @@ events go to the poller as if a poll had read them. Streams carry no resume curs
 every (re)connect the poller reads the session once: nothing that happened while the stream
 was down is missed, and nothing is found twice (a round is dispatched once, by its claim).
 Past the cap, or while a stream is down, the session is polled on the poller's schedule; a
-broken stream is opened again after a backoff.
+broken stream is opened again after a backoff. A stream refused with 404 for a session that
+polls fine (a server without the events endpoint) is not asked for again for five minutes.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -22,9 +24,14 @@ from worker.errors import ApiError, BadAnswer, NotFound
 from worker.models import RunStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from worker.models import Run
 
-__all__ = ["LiveStreams", "StreamListener", "live_streams"]
+__all__ = ["REFUSED_STREAM_RETRY_S", "LiveStreams", "StreamListener", "live_streams"]
+
+# How long a session whose stream was refused 404 is polled before its stream is asked again.
+REFUSED_STREAM_RETRY_S = 300.0
 
 log = structlog.get_logger("worker.rounds.live")
 
@@ -50,8 +57,13 @@ class StreamListener(Protocol):
 class LiveStreams:
     """Holds a stream open for each wanted thread while fewer than ``max_streams`` are open."""
 
-    def __init__(self, events: LiveEvents, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, events: LiveEvents, *, retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._events = events
+        self._clock = clock
+        self._refused: dict[str, float] = {}  # thread -> when its stream may be asked again
         self._limit = events.max_streams
         self._retry = retry or RetryPolicy(0, base_s=0.5, cap_s=30.0)
         self._waiting: dict[str, None] = {}  # wanted, no stream yet: first come, first served
@@ -61,6 +73,10 @@ class LiveStreams:
 
     def want(self, thread_id: str) -> None:
         """Stream the thread as soon as a stream is free (nothing if it is streamed already)."""
+        if thread_id in self._refused:
+            if self._refused[thread_id] > self._clock():
+                return  # its stream was refused a while ago: a poll per interval does
+            del self._refused[thread_id]
         if thread_id not in self._followed and thread_id not in self._waiting:
             self._waiting[thread_id] = None
             self._wake.set()
@@ -68,6 +84,7 @@ class LiveStreams:
     def drop(self, thread_id: str) -> None:
         """Stop streaming the thread (it is no longer watched)."""
         self._waiting.pop(thread_id, None)
+        self._refused.pop(thread_id, None)
         scope = self._followed.get(thread_id)
         if scope is not None:
             scope.cancel()
@@ -105,8 +122,12 @@ class LiveStreams:
                 failures = 0
                 while True:
                     error, ended = await self._listen(thread_id, listener)
-                    if isinstance(error, NotFound) or ended:
-                        break  # gone (the poller drops it), or failed: polled from now on
+                    if isinstance(error, NotFound):
+                        # Gone (the poller drops it), or a server without streams.
+                        self._refused[thread_id] = self._clock() + REFUSED_STREAM_RETRY_S
+                        break
+                    if ended:
+                        break  # failed: polled from now on
                     failures = failures + 1 if error is not None else 0
                     await anyio.sleep(self._retry.delay_s(failures, error))
         finally:
