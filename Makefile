@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-table bench-scale image-test prometheus-test clean
+.PHONY: demo test lock lint typecheck check bench bench-table bench-scale image-test prometheus-test clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed (python3.11 or python3 on PATH)"; exit 1; }
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed; found $$($(PYTHON) --version)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## the worker against the built-in simulator (DEMO_ARGS="--linger 60" keeps /status up; "--protocol agents": Agents API sessions)
@@ -43,6 +43,11 @@ prometheus-test: $(STAMP)  ## a real Prometheus scrapes a worker: targets, queri
 	$(BIN)/pytest -m live tests/deploy/test_prometheus.py
 
 check: lint typecheck test
+
+lock: $(STAMP)  ## take the newest releases of every dependency into .ci/constraints.txt (then: make test)
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[dev]'
+	{ sed -n '/^#/p' .ci/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > .ci/constraints.tmp
+	mv .ci/constraints.tmp .ci/constraints.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
