@@ -82,6 +82,38 @@ async def test_leaving_a_hold_by_an_exception_gives_the_round_back() -> None:
         assert again is not None
 
 
+def in_thread(thread_id: str, run_id: str, *call_ids: str) -> Round:
+    return Round(thread_id, run_id, "asst_1", None,
+                 tuple(ToolCall(i, "add", "{}") for i in call_ids), detected_at=0.0)
+
+
+async def test_threads_that_number_runs_alike_are_different_claims() -> None:
+    """Servers that number turns and calls per session give two sessions the same ids."""
+    claims = LocalClaims()
+    assert await claims.try_claim(in_thread("sess_a", "turn_1", "call_1"))
+    assert await claims.try_claim(in_thread("sess_b", "turn_1", "call_1"))
+
+
+async def test_a_part_of_a_settled_round_is_not_a_round_again() -> None:
+    """A server applying results one at a time shows some calls pending after taking them."""
+    claims = LocalClaims()
+    whole = in_thread("sess_a", "turn_1", "call_a", "call_b")
+    assert await claims.try_claim(whole)
+    await claims.done(whole)
+    assert not await claims.try_claim(in_thread("sess_a", "turn_1", "call_b"))
+    assert await claims.try_claim(in_thread("sess_b", "turn_1", "call_b"))  # another session's
+    assert await claims.try_claim(in_thread("sess_a", "turn_1", "call_b", "call_c"))
+
+
+async def test_a_part_of_a_round_given_back_is_a_round() -> None:
+    """Undelivered, the calls still pending are answered (someone else took the others)."""
+    claims = LocalClaims()
+    whole = in_thread("sess_a", "turn_1", "call_a", "call_b")
+    assert await claims.try_claim(whole)
+    await claims.release(whole)
+    assert await claims.try_claim(in_thread("sess_a", "turn_1", "call_b"))
+
+
 def test_rounds_of_the_same_run_are_different_claims() -> None:
     """Each round has new tool call ids, so it is its own claim."""
     assert make_round("run_1", "a").key != make_round("run_1", "b").key

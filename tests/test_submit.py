@@ -69,7 +69,7 @@ async def test_a_round_is_one_request(client_for) -> None:
         assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
     (submission,) = sim.submissions
     assert submission.status == 200
-    assert {call_id for call_id, _ in submission.tool_outputs} == round_.key[1]
+    assert {call_id for call_id, _ in submission.tool_outputs} == round_.call_ids
 
 
 async def test_a_lost_answer_then_400_counts_as_done(client_for) -> None:

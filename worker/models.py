@@ -241,9 +241,13 @@ class Round:
             call.id for call in self.approval_calls)
 
     @property
-    def key(self) -> tuple[str, frozenset[str]]:
-        """Identity of the round: the run and the set of its tool call ids."""
-        return (self.run_id, self.call_ids)
+    def key(self) -> tuple[str, str, frozenset[str]]:
+        """Identity of the round: the thread, the run and the set of its tool call ids.
+
+        The thread is part of it: servers that number runs and calls per thread or session
+        (``turn_1``, ``call_1``) give two threads' rounds the same run and call ids.
+        """
+        return (self.thread_id, self.run_id, self.call_ids)
 
     @classmethod
     def from_run(cls, run: Run, detected_at: float, *, api_now: float | None = None) -> Round:

@@ -48,6 +48,30 @@ async def test_only_one_replica_gets_a_round(redis_server: RedisServer) -> None:
         await b.aclose()
 
 
+def in_thread(thread_id: str, *call_ids: str) -> Round:
+    return Round(thread_id, "turn_1", "asst_1", None,
+                 tuple(ToolCall(i, "add", "{}") for i in call_ids), 0.0)
+
+
+async def test_rounds_of_two_threads_with_the_same_ids_and_parts_of_settled_rounds(
+    redis_server: RedisServer,
+) -> None:
+    """Per-session turn and call numbers do not collide; a settled round's remaining calls,
+    shown by a server that applies results one at a time, are not claimed again by anyone."""
+    a, b = claims(redis_server, "a"), claims(redis_server, "b")
+    try:
+        assert await a.try_claim(in_thread("sess_a", "call_a", "call_b"))
+        assert await b.try_claim(in_thread("sess_b", "call_a", "call_b"))
+        await a.done(in_thread("sess_a", "call_a", "call_b"))
+        assert not await b.try_claim(in_thread("sess_a", "call_b"))
+        assert await b.try_claim(in_thread("sess_a", "call_b", "call_c"))
+        await b.release(in_thread("sess_b", "call_a", "call_b"))
+        assert await a.try_claim(in_thread("sess_b", "call_b"))  # given back, not settled
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def test_a_dead_replicas_lease_runs_out(redis_server: RedisServer) -> None:
     """A claim that is not renewed expires, and another replica takes the round."""
     a, b = claims(redis_server, "a", lease_s=0.3), claims(redis_server, "b", lease_s=0.3)

@@ -4,6 +4,10 @@ A round's whole life under a claim is ``ClaimStore.hold(round_)``: take the clai
 that someone has it), renew it while handlers run, keep the outputs once computed, and settle
 it by the outcome: done when the run took or refused them, given back (outputs kept, so the
 next holder resubmits instead of recomputing) when they were not delivered.
+
+A settled round's calls are remembered one by one too: a server that applies a turn's results
+one at a time may show some of them still pending right after it took them all, and that
+subset is not a round to answer again.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class Held:
 
 
 class ClaimStore:
-    """Who may dispatch a round (a run id plus the set of its tool call ids).
+    """Who may dispatch a round (a thread, a run id and the set of its tool call ids).
 
     Subclasses provide the primitives; ``hold`` is the one lifecycle both share.
     """
@@ -130,7 +134,8 @@ class ClaimStore:
             return None
 
     async def try_claim(self, round_: Round) -> bool:
-        """Take the round; False when it is (or was) someone's already."""
+        """Take the round; False when it is (or was) someone's already, or when every one of
+        its calls belongs to a round that was settled."""
         raise NotImplementedError
 
     async def renew(self, round_: Round) -> bool:
@@ -164,8 +169,9 @@ class LocalClaims(ClaimStore):
 
     def __init__(self, *, ttl_s: float = DONE_TTL_S) -> None:
         self._ttl_s = ttl_s
-        self._until: OrderedDict[tuple[str, frozenset[str]], float] = OrderedDict()
-        self._outputs: dict[tuple[str, frozenset[str]], list[ToolOutput]] = {}
+        self._until: OrderedDict[tuple[str, str, frozenset[str]], float] = OrderedDict()
+        self._outputs: dict[tuple[str, str, frozenset[str]], list[ToolOutput]] = {}
+        self._answered: OrderedDict[tuple[str, str], float] = OrderedDict()  # thread, call
 
     def _prune(self) -> None:
         # Oldest first, so pruning stops at the first live one: O(1) per claim on average.
@@ -173,10 +179,12 @@ class LocalClaims(ClaimStore):
         while self._until and next(iter(self._until.values())) <= now:
             key, _ = self._until.popitem(last=False)
             self._outputs.pop(key, None)
+        while self._answered and next(iter(self._answered.values())) <= now:
+            self._answered.popitem(last=False)
 
     async def try_claim(self, round_: Round) -> bool:
         self._prune()
-        if round_.key in self._until:
+        if round_.key in self._until or _all_answered(round_, self._answered):
             return False
         self._until[round_.key] = time.monotonic() + self._ttl_s
         return True
@@ -186,6 +194,10 @@ class LocalClaims(ClaimStore):
 
     async def done(self, round_: Round) -> None:
         self._outputs.pop(round_.key, None)  # the claim stays, so a stale read cannot re-dispatch
+        until = time.monotonic() + self._ttl_s
+        for call_id in sorted(round_.call_ids):
+            self._answered.pop((round_.thread_id, call_id), None)  # kept in expiry order
+            self._answered[(round_.thread_id, call_id)] = until
 
     async def release(self, round_: Round) -> None:
         self._until.pop(round_.key, None)
@@ -201,6 +213,25 @@ class LocalClaims(ClaimStore):
         return len(self._until)
 
 
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _all_answered(round_: Round, answered: OrderedDict[tuple[str, str], float]) -> bool:
+    return bool(round_.call_ids) and all(
+        (round_.thread_id, call_id) in answered for call_id in round_.call_ids)
+
+
+# A round is refused when claimed, or when each of its calls (KEYS[2..]) was settled.
+_CLAIM = """
+if #KEYS > 1 and redis.call('exists', unpack(KEYS, 2)) == #KEYS - 1 then
+  return 0
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
 # Release and renew only what this replica holds: compare the owner, then act, atomically.
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -217,6 +248,9 @@ return 0
 _DONE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[2])
+  for i = 3, #KEYS do
+    redis.call('set', KEYS[i], '1', 'PX', ARGV[2])
+  end
   return redis.call('set', KEYS[1], 'done', 'PX', ARGV[2])
 end
 return 0
@@ -244,14 +278,20 @@ class RedisClaims(ClaimStore):
         return cls(connect_redis(url), owner=owner, lease_s=lease_s, prefix=prefix)
 
     def _key(self, round_: Round, kind: str = "claim") -> str:
-        # The round's identity is its run and its set of call ids; hash the set to bound the key.
-        digest = hashlib.sha256("\n".join(sorted(round_.call_ids)).encode()).hexdigest()[:24]
-        return f"{self._prefix}:{kind}:{round_.run_id}:{digest}"
+        # The round's identity is its thread, its run and its set of call ids, hashed: ids may
+        # hold ':', and the key stays bounded.
+        digest = _digest(round_.thread_id, round_.run_id, *sorted(round_.call_ids))
+        return f"{self._prefix}:{kind}:{digest}"
+
+    def _answered(self, round_: Round) -> list[str]:
+        return [f"{self._prefix}:answered:{_digest(round_.thread_id, call_id)}"
+                for call_id in sorted(round_.call_ids)]
 
     async def try_claim(self, round_: Round) -> bool:
         with _translate("claim a round"):
-            return bool(await self._redis.set(self._key(round_), self._owner, nx=True,
-                                              px=self._lease_ms))
+            return bool(await self._redis.eval(
+                _CLAIM, 1 + len(round_.call_ids), self._key(round_), *self._answered(round_),
+                self._owner, self._lease_ms))
 
     async def renew(self, round_: Round) -> bool:
         with _translate("renew a claim"):
@@ -260,7 +300,8 @@ class RedisClaims(ClaimStore):
 
     async def done(self, round_: Round) -> None:
         with _translate("mark a round done"):
-            await self._redis.eval(_DONE, 2, self._key(round_), self._key(round_, "outputs"),
+            await self._redis.eval(_DONE, 2 + len(round_.call_ids), self._key(round_),
+                                   self._key(round_, "outputs"), *self._answered(round_),
                                    self._owner, DONE_TTL_S * 1000)
 
     async def release(self, round_: Round) -> None:
