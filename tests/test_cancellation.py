@@ -59,6 +59,15 @@ async def test_a_run_that_may_still_wait_lets_the_handlers_finish(answer: Run | 
     assert result == "outputs"
 
 
+async def test_one_stale_read_does_not_stop_the_handlers() -> None:
+    """A lagging replica shows the run in progress once; every other read shows it waiting."""
+    waiting = run(RunStatus.REQUIRES_ACTION, calls=(CALL,))
+    api = Api(run(RunStatus.IN_PROGRESS), waiting, run(RunStatus.IN_PROGRESS), waiting)
+    result = await unless_run_moves_on(lambda: work_until(api), api,  # type: ignore[arg-type]
+                                       ROUND, interval_s=0.001)
+    assert result == "outputs"
+
+
 @pytest.mark.parametrize(("status", "outcome"), [
     (RunStatus.CANCELLED, SubmitOutcome.CANCELLED),
     (RunStatus.EXPIRED, SubmitOutcome.EXPIRED),

@@ -2,7 +2,8 @@
 
 A run can be cancelled, expire, or be answered by someone else while its handlers run. Left
 alone, the handlers would run to their timeout (a minute by default) for outputs nobody will
-take; so the run is looked at, at a slow pace, while they run.
+take; so the run is looked at, at a slow pace, while they run, and the handlers are stopped
+once two reads in a row show it moved on.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ async def unless_run_moves_on(
 async def _until_moved_on(
     client: RoundsApi, round_: Round, interval_s: float, timeout_s: float
 ) -> SubmitOutcome:
-    """Read the run every ``interval_s`` until it no longer waits for the round."""
+    """Read the run every ``interval_s`` until two reads in a row say it no longer waits for
+    the round: one read may be stale (a lagging replica behind the API, a gateway's cache)."""
+    seen: SubmitOutcome | None = None
     while True:
         await anyio.sleep(interval_s)
         try:
@@ -73,8 +76,9 @@ async def _until_moved_on(
         except ApiError:
             continue
         outcome = _moved_on(run, round_)
-        if outcome is not None:
+        if outcome is not None and seen is not None:
             return outcome
+        seen = outcome
 
 
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
