@@ -15,7 +15,7 @@ from worker.api.backends import build_profile
 from worker.api.retry import RetryPolicy
 from worker.config.secret import Secret
 from worker.config.settings import ApiSettings
-from worker.errors import BadAnswer, RunNotActionable
+from worker.errors import ApiStatusError, BadAnswer, RunNotActionable
 from worker.models import CallOutcome, RunStatus, ToolApproval, ToolOutput
 from worker.observability.metrics import Metrics
 
@@ -258,6 +258,25 @@ async def test_a_call_not_registered_yet_is_sent_again_with_the_same_key() -> No
             make_client(server.url) as client:
         await client.submit_tool_outputs(SESSION, "turn_1", [output("call_1", "3")])
     assert len(keys) == 3
+    assert len(set(keys)) == 1
+
+
+async def test_a_call_unknown_for_longer_is_a_passing_failure_not_a_refusal() -> None:
+    """Still unknown after the SDK's retries: the submitter tries again later (same key); a
+    refusal would settle the round and the session would wait for ever."""
+    keys: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        error = {"message": "Unknown pending tool call: call_1", "code": "invalid_request_error"}
+        return web.json_response({"error": error}, status=400)
+
+    async with served(("POST", "/v1/agents/sessions/sess_1/events", handler)) as server, \
+            make_client(server.url) as client:
+        with pytest.raises(ApiStatusError) as caught:
+            await client.submit_tool_outputs(SESSION, "turn_1", [output("call_1", "3")])
+    assert not isinstance(caught.value, RunNotActionable)
+    assert len(keys) == 4
     assert len(set(keys)) == 1
 
 

@@ -23,7 +23,7 @@ from worker.api.responses import items
 from worker.api.session_wire import session_run, turn_status
 from worker.api.sse import read_events
 from worker.api.transport import Transport
-from worker.errors import ApiError, BadAnswer, NotFound, RunNotActionable
+from worker.errors import ApiError, ApiStatusError, BadAnswer, NotFound, RunNotActionable
 from worker.models import CallOutcome, Run, RunStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ STATUS_EVENTS = frozenset(
 )
 SUBMIT = "submit_tool_outputs"  # the endpoint's name in metrics and errors, as for runs
 # The API can refuse a result for a call it has not registered yet (the call's events may come
-# first); the official SDK sends the same request (same key) again after these delays.
+# first); the official SDK sends the same request (same key) again after these delays. Past
+# them the refusal is a passing failure: the round's submitter tries on for its window.
 UNKNOWN_CALL = "Unknown pending tool call"
 UNKNOWN_CALL_RETRY_S = (0.1, 0.3, 0.6)
 DISCOVER_PAGE = 100
@@ -185,6 +186,8 @@ class SessionsClient:
 
         Raises:
             RunNotActionable: 400, a call is no longer pending (read the session back).
+            ApiStatusError: a call is still unknown to the API after the SDK's retries
+                (try again later, with the same key).
         """
         call_ids = [o.tool_call_id for o in outputs] + [a.tool_call_id for a in approvals]
         key = idempotency_key(thread_id, run_id, call_ids)
@@ -197,8 +200,11 @@ class SessionsClient:
                 break
             except RunNotActionable as exc:
                 unknown = UNKNOWN_CALL in exc.api_message and not exc.after_lost_answer
-                if delay_s is None or not unknown:
+                if not unknown:
                     raise
+                if delay_s is None:  # not "no longer pending": not yet; not a refusal
+                    raise ApiStatusError(exc.status, SUBMIT, exc.api_message,
+                                         request_id=exc.request_id, code=exc.code) from None
                 await anyio.sleep(delay_s)
         # 202: accepted, not done; the turn goes on and the live stream says what comes next.
         return Run(id=run_id, thread_id=thread_id, assistant_id="",
