@@ -305,8 +305,11 @@ async def test_a_turn_that_no_longer_waits_reads_as_its_own_end(
 
 
 async def test_live_events_yield_the_session_of_each_status_event() -> None:
-    """Deltas and items are skipped; requires_action, in_progress and idle come as runs."""
+    """Deltas and items are skipped, and so are events whose type is not a string (an object
+    or a list there once raised TypeError); requires_action, in_progress and idle come as runs."""
     frames = [
+        {"type": {"name": "agent.session.idle"}, "event_id": "e0"},
+        {"type": ["agent.session.idle"], "event_id": "e0b", "session": session_json("idle")},
         {"type": "agent.session.in_progress", "event_id": "e1", "session": session_json(
             "in_progress")},
         {"type": "agent.session.turn.output_text.delta", "event_id": "e2", "delta": "hi"},

@@ -307,7 +307,7 @@ class SessionsClient:
         except (ValueError, RecursionError):
             return None  # "[DONE]", or a frame the worker cannot read: the session says
         kind = event.get("type") if isinstance(event, dict) else None
-        if kind not in STATUS_EVENTS:
+        if not isinstance(kind, str) or kind not in STATUS_EVENTS:  # a dict type is unhashable
             return None
         return session_run(endpoint, event.get("session"), session_id)
 
