@@ -31,7 +31,7 @@ from worker.config.settings import ApiSettings
 from worker.errors import ApiError, ApiStatusError, BadAnswer
 from worker.handlers.assistant_sync import sync_assistant
 from worker.handlers.registry import Registry
-from worker.models import CallOutcome, Run, ToolOutput
+from worker.models import CallOutcome, Round, Run, ToolOutput
 from worker.observability.metrics import Metrics
 
 CAP = 64 * 1024  # the smallest [api] max_response_bytes allowed
@@ -259,6 +259,15 @@ async def test_tool_sync_against_a_garbled_assistant_raises_only_api_errors() ->
         async with ServedApp(app_answering(reply)) as server, make_client(server.url) as client:
             with pytest.raises(ApiError):
                 await sync_assistant(client, "asst_1", registry, dry_run=True)
+
+
+@pytest.mark.parametrize("expires_at", [0, 0.0, -1, -1_700_000_600.5])
+def test_an_expiry_of_zero_or_below_means_none(expires_at: float) -> None:
+    """Servers that write 0 for "no expiry": the run has no expiry (like null), not a past one."""
+    run = Run.from_json(run_json(expires_at=expires_at))
+    assert run.expires_at is None
+    assert Round.from_run(run, 0.0).expiry is None
+    assert Run.from_json(run_json(expires_at=1)).expires_at == 1.0  # a real past time stays
 
 
 @pytest.mark.parametrize("endpoint", CALLS)

@@ -179,7 +179,7 @@ class Run:
             thread_id=check_id(run.get("thread_id"), "thread_id"),
             assistant_id=assistant_id if isinstance(assistant_id, str) else "",
             status=RunStatus.parse(_string(run, "status", "run")),
-            expires_at=_time(run, "expires_at"),
+            expires_at=_expiry(run),
             required_action_type=action_type if isinstance(action_type, str) else None,
             tool_calls=calls,
             created_at=_time(run, "created_at") or 0.0,
@@ -304,6 +304,13 @@ def _time(data: dict[str, Any], name: str) -> float | None:
         return float(value)
     except OverflowError:
         raise Malformed(f"{name} is too large to be a number of seconds") from None
+
+
+def _expiry(run: dict[str, Any]) -> float | None:
+    # Some compatible servers write 0 (or a negative) for "no expiry", next to those writing
+    # null: read as a time, it would settle every round as expired before any handler ran.
+    value = _time(run, "expires_at")
+    return value if value is not None and value > 0 else None
 
 
 def parse_metadata(value: object) -> Mapping[str, str]:
