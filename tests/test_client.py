@@ -235,6 +235,22 @@ async def test_non_json_answer_is_an_api_error() -> None:
             await client.retrieve_run("thread_1", "run_1")
 
 
+@pytest.mark.parametrize("key", [KEY, "sk-proj-CANARY0123456789abcdefghijklmnopqrstuvwxyzAB"])
+async def test_a_non_json_answer_reflecting_a_key_quotes_none_of_it(key: str) -> None:
+    """The quote of a body that is not JSON is redacted before it is cut: a key glued to a
+    word and cut at the quote's end was kept, short of its last characters."""
+    body = "x" + key + "abcdefghijklmnopqrstuvwxyz" * 4
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=body)
+
+    async with ServedApp(app_with(handler)) as server, make_client(server.url) as client:
+        with pytest.raises(BadAnswer) as raised:
+            await client.retrieve_run("thread_1", "run_1")
+    assert "not JSON, it starts 'x***" in str(raised.value)
+    assert key[:8] not in str(raised.value)
+
+
 async def test_retries_stop_at_the_deadline() -> None:
     """A submit is not retried past its deadline."""
     calls = 0

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz"
 AZURE_KEY = "0123456789abcdef0123456789ABCDEF".lower()  # 32 hex digits, as Azure issues them
 # A configured secret of no recognisable shape, and a Redis password.
+UNKNOWN_KEY = "sk-proj-CANARY0123456789abcdefghijklmnopqrstuvwxyz"  # a key nobody configured
 PLAIN_SECRET = "correct-horse-battery-staple"
 REDIS_URL = "redis://:hunter2-redis@cache:6379/0"
 
@@ -149,5 +150,11 @@ def test_redact_text_shapes() -> None:
     assert redact_text("postgres://u:p4ss@h/db and https://example.com/a:b") == (
         "postgres://u:***@h/db and https://example.com/a:b")
     assert redact_text(f"req_{AZURE_KEY}") == f"req_{AZURE_KEY}"
+    # A key glued to a word ("key_sk-", "xsk-" as an echoing gateway writes it) is still a key;
+    # words that merely hold "sk-" are not.
+    assert redact_text(f"key_{KEY} and key={KEY}") == "key_*** and key=***"
+    assert redact_text(f"x{UNKNOWN_KEY}.") == "x***."
+    assert redact_text("risk-assessment task-abcdefgh disk-Cleanup-2024-final") == (
+        "risk-assessment task-abcdefgh disk-Cleanup-2024-final")
     assert redact_text("a 31-hex 0123456789abcdef0123456789abcde") == (
         "a 31-hex 0123456789abcdef0123456789abcde")

@@ -165,12 +165,20 @@ def items(endpoint: str, data: dict[str, Any]) -> list[Any]:
     return items
 
 
+# How much of a body that is not JSON its error quotes, and how much of it is redacted first
+# (a whole key, even one that starts at the end of the quote).
+QUOTE_CHARS = 40
+QUOTE_WINDOW = 4096
+
+
 def decode(endpoint: str, payload: bytes) -> dict[str, Any]:
     """A JSON object from a body."""
     try:
         data = json.loads(payload)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
-        start = payload[:40].decode("utf-8", "replace")
+        # Redacted before it is cut: a key the body reflects, cut at the end of the quote,
+        # would match neither the configured key nor (glued to a word) the key shape.
+        start = redact_text(payload[:QUOTE_WINDOW].decode("utf-8", "replace"))[:QUOTE_CHARS]
         raise BadAnswer(endpoint, f"not JSON, it starts {start!r}") from None
     if not isinstance(data, dict):
         raise BadAnswer(endpoint, f"not a JSON object but a {type(data).__name__}")

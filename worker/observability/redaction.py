@@ -21,10 +21,13 @@ __all__ = ["redact_literals", "redact_text", "remember_secrets"]
 
 # Shapes of secrets, wherever they hide inside a message: bearer tokens, OpenAI-style keys,
 # Azure keys (32 hex digits on their own), JWTs (Entra ID tokens), and the password in a URL
-# such as redis://:pw@host.
+# such as redis://:pw@host. An sk- key counts after "_" or punctuation; glued to a letter or
+# digit ("xsk-..."), only when it looks random (20+ characters with a digit and a capital), so
+# that words like "risk-assessment" stay.
 _SHAPES = re.compile(
     r"(?i)(bearer\s+)[^\s'\"]+"
-    r"|\bsk-[A-Za-z0-9_\-]{6,}"
+    r"|(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{6,}"
+    r"|(?-i:sk-(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[A-Z])[A-Za-z0-9_\-]{20,})"
     r"|(?<![A-Za-z0-9_\-])[0-9a-f]{32}(?![A-Za-z0-9_\-])"
     r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"
     r"|(\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(@)"
