@@ -14,7 +14,8 @@ from worker.api.client import ApiClient
 from worker.api.retry import RetryPolicy
 from worker.config.secret import Secret
 from worker.config.settings import ApiSettings
-from worker.models import CallOutcome, Round, Run, ToolOutput
+from worker.errors import RateLimited
+from worker.models import CallOutcome, Round, Run, RunStatus, ToolCall, ToolOutput
 from worker.observability.metrics import Metrics
 from worker.rounds.submit import Submitter
 from worker.simulator import FaultRule, Simulator
@@ -290,3 +291,39 @@ async def test_a_cancelled_run_answering_404_is_counted_as_cancelled(client_for:
         assert (await submitter.submit(round_, outputs_for(round_))).outcome == "cancelled"
         assert rounds_total(submitter, "rejected") == 0
     assert [s.status for s in sim.submissions] == [404]
+
+
+class StaleOnce:
+    """An API behind a lagging replica: the submission meets a 429, the first read back shows
+    the run in progress (stale), every later read shows it still waiting."""
+
+    can_stream = False
+
+    def __init__(self, round_: Round) -> None:
+        self.round, self.reads, self.submissions = round_, 0, 0
+
+    async def retrieve_run(self, thread_id: str, run_id: str, **_: Any) -> Run:
+        self.reads += 1
+        waiting = self.reads != 1
+        return Run(id=run_id, thread_id=thread_id, assistant_id="asst_1",
+                   status=RunStatus.REQUIRES_ACTION if waiting else RunStatus.IN_PROGRESS,
+                   expires_at=None, required_action_type="submit_tool_outputs" if waiting
+                   else None, tool_calls=self.round.tool_calls if waiting else ())
+
+    async def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: Any,
+                                  **_: Any) -> Run:
+        self.submissions += 1
+        if self.submissions == 1:
+            raise RateLimited(429, "submit_tool_outputs", "slow down")
+        return Run(id=run_id, thread_id=thread_id, assistant_id="asst_1",
+                   status=RunStatus.QUEUED, expires_at=None, required_action_type=None,
+                   tool_calls=())
+
+
+async def test_one_stale_read_after_a_failed_submission_does_not_give_the_round_up() -> None:
+    round_ = Round("thread_1", "run_1", "asst_1", None,
+                   (ToolCall("call_1", "add", "{}"),), detected_at=0.0)
+    api = StaleOnce(round_)
+    submitter = Submitter(api, Metrics(), retry=RetryPolicy(3, base_s=0.001))  # type: ignore[arg-type]
+    assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
+    assert api.submissions == 2

@@ -184,19 +184,32 @@ class Submitter:
         self, round_: Round, maybe_applied: bool, *, refused: ApiError | None = None
     ) -> SubmitOutcome | None:
         """What a failed or refused submission meant; None: the run still waits, try again."""
+        run = await self._read(round_)
+        if isinstance(run, SubmitOutcome) or run is None:
+            return run
+        outcome = _classify(run, round_, maybe_applied)
+        if outcome is SubmitOutcome.ALREADY_SUBMITTED:
+            # One read may be stale (a lagging replica behind the API): a second must agree
+            # before the round is given up as answered elsewhere.
+            again = await self._read(round_)
+            if isinstance(again, SubmitOutcome) or again is None:
+                return again
+            outcome = _classify(again, round_, maybe_applied)
+        if outcome is None and refused is not None:
+            log.warning("submission refused while the run still waits", error=str(refused))
+            return SubmitOutcome.REJECTED
+        return outcome
+
+    async def _read(self, round_: Round) -> Run | SubmitOutcome | None:
+        """The run; REJECTED when it is gone; None when it cannot be read (try again)."""
         try:
-            run = await self._client.retrieve_run(round_.thread_id, round_.run_id)
+            return await self._client.retrieve_run(round_.thread_id, round_.run_id)
         except NotFound:
             log.warning("the run is gone; its outputs cannot be delivered")
             return SubmitOutcome.REJECTED
         except ApiError as exc:
             log.debug("could not read the run back", error=str(exc))
             return None  # the API is down: keep the outputs and try again
-        outcome = _classify(run, round_, maybe_applied)
-        if outcome is None and refused is not None:
-            log.warning("submission refused while the run still waits", error=str(refused))
-            return SubmitOutcome.REJECTED
-        return outcome
 
 
 def _classify(run: Run, round_: Round, maybe_applied: bool) -> SubmitOutcome | None:
