@@ -65,6 +65,13 @@ async def test_holding_a_round_settles_it_by_outcome() -> None:
         again.outcome = SubmitOutcome.OK
     async with claims.hold(make_round("run_1")) as stale:
         assert stale is None, "a delivered round is never held again"
+    async with claims.hold(make_round("run_1", "call_2")) as part:
+        assert part is None, "nor is a part of it"
+    async with claims.hold(make_round("run_2", "call_8", "call_9")) as elsewhere:
+        assert elsewhere is not None
+        elsewhere.outcome = SubmitOutcome.ALREADY_SUBMITTED
+    async with claims.hold(make_round("run_2", "call_9")) as pending:
+        assert pending is not None, "another worker answered call_8 only: call_9 is a round"
 
 
 async def test_leaving_a_hold_by_an_exception_gives_the_round_back() -> None:
@@ -99,19 +106,23 @@ async def test_a_part_of_a_settled_round_is_not_a_round_again() -> None:
     claims = LocalClaims()
     whole = in_thread("sess_a", "turn_1", "call_a", "call_b")
     assert await claims.try_claim(whole)
-    await claims.done(whole)
+    await claims.done(whole, answered=True)
     assert not await claims.try_claim(in_thread("sess_a", "turn_1", "call_b"))
     assert await claims.try_claim(in_thread("sess_b", "turn_1", "call_b"))  # another session's
     assert await claims.try_claim(in_thread("sess_a", "turn_1", "call_b", "call_c"))
 
 
-async def test_a_part_of_a_round_given_back_is_a_round() -> None:
+async def test_a_part_of_a_round_given_back_or_refused_is_a_round() -> None:
     """Undelivered, the calls still pending are answered (someone else took the others)."""
     claims = LocalClaims()
     whole = in_thread("sess_a", "turn_1", "call_a", "call_b")
     assert await claims.try_claim(whole)
     await claims.release(whole)
     assert await claims.try_claim(in_thread("sess_a", "turn_1", "call_b"))
+    refused = in_thread("sess_b", "turn_1", "call_a", "call_b")
+    assert await claims.try_claim(refused)
+    await claims.done(refused)  # refused: call_a was answered by someone else
+    assert await claims.try_claim(in_thread("sess_b", "turn_1", "call_b"))
 
 
 def test_rounds_of_the_same_run_are_different_claims() -> None:

@@ -62,11 +62,11 @@ async def test_rounds_of_two_threads_with_the_same_ids_and_parts_of_settled_roun
     try:
         assert await a.try_claim(in_thread("sess_a", "call_a", "call_b"))
         assert await b.try_claim(in_thread("sess_b", "call_a", "call_b"))
-        await a.done(in_thread("sess_a", "call_a", "call_b"))
+        await a.done(in_thread("sess_a", "call_a", "call_b"), answered=True)
         assert not await b.try_claim(in_thread("sess_a", "call_b"))
         assert await b.try_claim(in_thread("sess_a", "call_b", "call_c"))
-        await b.release(in_thread("sess_b", "call_a", "call_b"))
-        assert await a.try_claim(in_thread("sess_b", "call_b"))  # given back, not settled
+        await b.done(in_thread("sess_b", "call_a", "call_b"))  # refused: not taken from us
+        assert await a.try_claim(in_thread("sess_b", "call_b"))
     finally:
         await a.aclose()
         await b.aclose()

@@ -5,9 +5,10 @@ that someone has it), renew it while handlers run, keep the outputs once compute
 it by the outcome: done when the run took or refused them, given back (outputs kept, so the
 next holder resubmits instead of recomputing) when they were not delivered.
 
-A settled round's calls are remembered one by one too: a server that applies a turn's results
-one at a time may show some of them still pending right after it took them all, and that
-subset is not a round to answer again.
+The calls of a round the run took from us are remembered one by one too: a server that applies
+a turn's results one at a time may show some of them still pending right after it took them
+all, and that subset is not a round to answer again. (Calls of a round refused or answered
+elsewhere are not: those still pending are a round of their own.)
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class ClaimStore:
     async def _settle(self, round_: Round, outcome: SubmitOutcome | None) -> None:
         try:
             if outcome is not None and outcome.settled:
-                await self.done(round_)
+                await self.done(round_, answered=outcome is SubmitOutcome.OK)
             else:  # not delivered, and the run may still wait: the next poll takes it again
                 await self.release(round_)
         except CoordinationError as exc:
@@ -142,8 +143,9 @@ class ClaimStore:
         """Extend the claim while handlers run; False when it was lost."""
         raise NotImplementedError
 
-    async def done(self, round_: Round) -> None:
-        """The round is settled: nobody may dispatch it again."""
+    async def done(self, round_: Round, *, answered: bool = False) -> None:
+        """The round is settled: nobody may dispatch it again. ``answered``: the run took our
+        outputs, so no part of the round is to be answered again either."""
         raise NotImplementedError
 
     async def release(self, round_: Round) -> None:
@@ -192,8 +194,10 @@ class LocalClaims(ClaimStore):
     async def renew(self, round_: Round) -> bool:
         return True
 
-    async def done(self, round_: Round) -> None:
+    async def done(self, round_: Round, *, answered: bool = False) -> None:
         self._outputs.pop(round_.key, None)  # the claim stays, so a stale read cannot re-dispatch
+        if not answered:  # refused or answered elsewhere: calls still pending are a new round
+            return
         until = time.monotonic() + self._ttl_s
         for call_id in sorted(round_.call_ids):
             self._answered.pop((round_.thread_id, call_id), None)  # kept in expiry order
@@ -298,10 +302,11 @@ class RedisClaims(ClaimStore):
             return bool(await self._redis.eval(_RENEW, 1, self._key(round_), self._owner,
                                                self._lease_ms))
 
-    async def done(self, round_: Round) -> None:
+    async def done(self, round_: Round, *, answered: bool = False) -> None:
+        calls = self._answered(round_) if answered else []
         with _translate("mark a round done"):
-            await self._redis.eval(_DONE, 2 + len(round_.call_ids), self._key(round_),
-                                   self._key(round_, "outputs"), *self._answered(round_),
+            await self._redis.eval(_DONE, 2 + len(calls), self._key(round_),
+                                   self._key(round_, "outputs"), *calls,
                                    self._owner, DONE_TTL_S * 1000)
 
     async def release(self, round_: Round) -> None:
