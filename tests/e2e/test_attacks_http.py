@@ -5,6 +5,7 @@ Raw bytes over a real loopback socket: a client library would refuse to send mos
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 TOKEN = "attacks-http-token-0123456789"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"attacks-http-webhook-key-32bytes").decode()
+WEBHOOK_HEAD = (b"POST /v1/webhooks/openai HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n")
 
 
 class Served:
@@ -55,7 +59,8 @@ async def served() -> AsyncIterator[Served]:
         seen.append(thread_id)
 
     server = Server(
-        ServerSettings(host="127.0.0.1", port=0, watch_token=Secret(TOKEN), watch_max_failures=5),
+        ServerSettings(host="127.0.0.1", port=0, watch_token=Secret(TOKEN), watch_max_failures=5,
+                       webhook_secret=Secret(WEBHOOK_SECRET)),
         metrics, lambda: (True, {}), watch=watch,
         status=lambda: {"rounds": {}},
     )
@@ -168,3 +173,31 @@ async def test_a_request_aiohttp_cannot_parse_is_a_counted_400_without_a_traceba
     async with await anyio.connect_tcp("127.0.0.1", served.server.port or 0) as stream:
         await stream.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert (await stream.receive()).startswith(b"HTTP/1.1 200")
+
+
+def closed(metrics: Metrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value("toolworker_http_connections_closed_total",
+                                              {"reason": reason})
+    return float(value or 0)
+
+
+def no_traceback(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("head", [watch_head(), WEBHOOK_HEAD], ids=["watch", "webhook"])
+async def test_a_body_that_does_not_decode_is_a_counted_throttled_400(
+    served: Served, head: bytes, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Content-Encoding: deflate over bytes that do not inflate: a 500 and ~100 lines of
+    traceback per request, unthrottled, even unauthenticated on the webhook endpoint."""
+    answers = [await served.send(head + b"Content-Encoding: deflate\r\n", b"garbage")
+               for _ in range(7)]
+    assert [status for status, _ in answers] == [400] * 5 + [429] * 2
+    assert "error" in json.loads(answers[0][1])
+    assert refused(served.metrics, "bad_request") == 5
+    no_traceback(caplog, capfd)
+    assert served.seen == []
+

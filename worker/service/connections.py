@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
+from aiohttp.web_protocol import RequestPayloadError
 
 from worker.observability.metrics import HTTP_CLOSE_REASONS
 
@@ -125,7 +126,9 @@ class _RequestLog(logging.Logger):
         self._guard = guard
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
-        if isinstance(exc_info, HttpProcessingError):
+        # RequestPayloadError: a body that does not decode, met again as aiohttp drains it
+        # after the 400 (and then closes the connection).
+        if isinstance(exc_info, HttpProcessingError | RequestPayloadError):
             self._guard.malformed(exc_info)
         else:  # a fault of aiohttp's or ours: kept whole
             server_logger.exception(msg, *args, exc_info=exc_info, **kw)
@@ -233,7 +236,7 @@ class ConnectionGuard:
         if self._metrics is not None:
             self._metrics.http_connections.set(len(self._open))
 
-    def malformed(self, exc: HttpProcessingError) -> None:
+    def malformed(self, exc: Exception) -> None:
         """A request aiohttp could not parse: it answers 400 and closes; counted, logged rarely."""
         self.closed["malformed"] += 1
         if self._metrics is not None:

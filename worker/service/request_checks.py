@@ -5,16 +5,19 @@
 - ``foreign_host``: the ``Host`` a loopback-bound server refuses on its browser-reachable
   pages, so a web page that rebinds its own name to 127.0.0.1 cannot read them;
 - ``UNREADABLE``: what reading a hostile request can raise (bytes that are not UTF-8, JSON
-  nested past the recursion limit, a charset Python does not know): a 400, never a 500.
+  nested past the recursion limit, a charset Python does not know, a body that does not
+  decode as its ``Content-Encoding`` says): a 400, never a 500.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+from aiohttp.web_protocol import RequestPayloadError
+
 __all__ = ["HOST_CHECKED_PATHS", "UNREADABLE", "foreign_host", "throttle_key"]
 
-UNREADABLE = (UnicodeError, RecursionError, LookupError)
+UNREADABLE = (UnicodeError, RecursionError, LookupError, RequestPayloadError)
 
 # Read by browsers, or taking work: what a rebound page could reach. Not /v1/webhooks/*: those
 # arrive through a tunnel or proxy under a public name, and are signed.

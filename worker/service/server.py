@@ -204,7 +204,8 @@ class Server:
             self.refusals.refuse("bad_request", f"an unreadable request ({type(exc).__name__})",
                                  address=address, path=request.path[:60])
             return _problem(400, "the request cannot be read: bytes that are not UTF-8, JSON "
-                                 "nested too deep, or an unknown charset")
+                                 "nested too deep, an unknown charset, or a body that does not "
+                                 "decode as its Content-Encoding says")
         finally:
             self.connections.request_finished(transport)
 
