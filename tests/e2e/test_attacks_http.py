@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from tests.conftest import wait_for
 from worker.config.secret import Secret
 from worker.config.settings import ServerSettings
 from worker.observability.metrics import Metrics
@@ -201,3 +202,20 @@ async def test_a_body_that_does_not_decode_is_a_counted_throttled_400(
     no_traceback(caplog, capfd)
     assert served.seen == []
 
+
+@pytest.mark.parametrize("head", [watch_head(), WEBHOOK_HEAD], ids=["watch", "webhook"])
+async def test_a_client_gone_mid_body_is_counted_without_a_traceback(
+    served: Served, head: bytes, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Content-Length: 100, nine bytes, then the client closes: aiohttp printed an "Error
+    handling request" traceback (ConnectionResetError) for each."""
+    for _ in range(2):
+        async with await anyio.connect_tcp("127.0.0.1", served.server.port or 0) as stream:
+            await stream.send(head + b"Content-Length: 100\r\n\r\n{\"thread_")
+    await wait_for(lambda: closed(served.metrics, "malformed") == 2, timeout_s=5,
+                   what="both cut-short requests counted")
+    status, _ = await served.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert status == 200
+    no_traceback(caplog, capfd)
+    assert served.seen == []

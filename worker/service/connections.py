@@ -248,6 +248,14 @@ class ConnectionGuard:
                         requests=self._malformed, last=type(exc).__name__)
             self._malformed, self._malformed_logged_at = 0, now
 
+    def cut_short(self, path: str) -> None:
+        """A client that closed before its body arrived whole: counted as ``malformed``, and
+        logged at debug (aiohttp printed a traceback for each)."""
+        self.closed["malformed"] += 1
+        if self._metrics is not None:
+            self._metrics.http_connections_closed.labels("malformed").inc()
+        log.debug("a client closed its connection before the body arrived", path=path[:60])
+
     def exception_handler(self, previous: Callable[..., Any] | None) -> Callable[..., Any]:
         """A loop exception handler: ``accept()`` failures summed into one line per interval."""
 

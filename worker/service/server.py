@@ -206,6 +206,9 @@ class Server:
             return _problem(400, "the request cannot be read: bytes that are not UTF-8, JSON "
                                  "nested too deep, an unknown charset, or a body that does not "
                                  "decode as its Content-Encoding says")
+        except ConnectionResetError:  # the client left mid-body: no one reads an answer
+            self.connections.cut_short(request.path)
+            return _problem(400, "the body never arrived whole")
         finally:
             self.connections.request_finished(transport)
 
