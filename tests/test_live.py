@@ -8,8 +8,16 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 import pytest
+from aiohttp import web
 
-from worker.errors import NotFound
+from tests.test_agents_client import KEY, SESSION, served
+from worker.api.agents import SessionsClient
+from worker.api.backends import build_profile
+from worker.api.retry import RetryPolicy
+from worker.config.secret import Secret
+from worker.config.settings import ApiSettings
+from worker.errors import ApiError, NotFound
+from worker.observability.metrics import Metrics
 from worker.rounds.live import REFUSED_STREAM_RETRY_S, LiveStreams
 
 if TYPE_CHECKING:
@@ -90,3 +98,59 @@ async def test_a_dropped_session_forgets_its_refusal() -> None:
             await listener.closed_event.wait()
         assert server.opened == 2
         stopped.set()
+
+
+class NoWait(RetryPolicy):
+    """No delay at all, and the attempt numbers asked for: the backoff the streams would use."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.attempts: list[int] = []
+        self.asked = anyio.Event()
+
+    def delay_s(self, attempt: int, error: ApiError | None = None) -> float:
+        self.attempts.append(attempt)
+        if len(self.attempts) >= 4:
+            self.asked.set()
+        return 0.0
+
+
+class Opened:
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def stream_opened(self, thread_id: str) -> None:
+        self.opened += 1
+
+    async def stream_event(self, thread_id: str, run: Run) -> None:
+        raise AssertionError("the stream has no events")
+
+    def stream_closed(self, thread_id: str) -> None:
+        pass
+
+
+async def test_a_stream_that_ends_at_once_backs_off_and_counts_as_broken() -> None:
+    """200 text/event-stream and a clean end, no event: it was reopened after 0 to 0.25 s
+    every time (failures reset to 0), about ten requests a second per session, uncounted."""
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+
+    retry, listener, stopped, metrics = NoWait(), Opened(), anyio.Event(), Metrics()
+    async with served(("GET", "/v1/agents/sessions/sess_1/events", empty)) as server:
+        settings = ApiSettings(backend="agents", base_url=f"{server.url}/v1")
+        async with SessionsClient(build_profile(settings, Secret(KEY)), settings,
+                                  metrics) as client, anyio.create_task_group() as tg:
+            streams = LiveStreams(client, retry=retry)
+            tg.start_soon(streams.run, listener, stopped)
+            streams.want(SESSION)
+            with anyio.fail_after(5):
+                await retry.asked.wait()
+            stopped.set()
+    broken = metrics.registry.get_sample_value("toolworker_streams_broken_total") or 0
+    assert retry.attempts[:4] == [1, 2, 3, 4]  # was [0, 0, 0, 0]: no backoff at all
+    assert broken >= 4
+    assert listener.opened >= 4
