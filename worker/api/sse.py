@@ -16,7 +16,12 @@ from worker.errors import BadAnswer
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
 
-__all__ = ["RUN_ENDS", "Event", "read_events"]
+__all__ = ["QUIET_END_S", "RUN_ENDS", "Event", "read_events"]
+
+# A live stream that the server ends cleanly this soon after opening, with no status event,
+# counts as broken (toolworker_streams_broken_total) and as a failure for the reconnect
+# backoff: reopened at once every time, such a server took ten requests a second per session.
+QUIET_END_S = 5.0
 
 # The run events after which a stream has nothing more the worker needs.
 RUN_ENDS = frozenset(

@@ -20,6 +20,7 @@ import structlog
 
 from worker.api.protocol import LiveEvents
 from worker.api.retry import RetryPolicy
+from worker.api.sse import QUIET_END_S
 from worker.errors import ApiError, BadAnswer, NotFound
 from worker.models import RunStatus
 
@@ -139,11 +140,13 @@ class LiveStreams:
     ) -> tuple[ApiError | None, bool]:
         """One stream, until it ends: the error that ended it (None: it just ended), and
         whether the session failed (it does no more work; the poller watches it)."""
+        opened, events = self._clock(), 0
         try:
             async with self._events.live_events(thread_id) as runs:
                 self._live.add(thread_id)
                 listener.stream_opened(thread_id)
                 async for run in runs:
+                    events += 1
                     await listener.stream_event(thread_id, run)
                     if run.status is RunStatus.FAILED:
                         return None, True
@@ -157,4 +160,7 @@ class LiveStreams:
         finally:
             self._live.discard(thread_id)
             listener.stream_closed(thread_id)
+        if not events and self._clock() - opened < QUIET_END_S:  # a failure: back off
+            log.info("the session's event stream ended at once, with no event; polling it")
+            return BadAnswer("session_events", "the stream ended at once, with no event"), False
         return None, False
