@@ -361,3 +361,26 @@ async def test_discovery_lists_each_agent_newest_first_and_stops_at_known_sessio
                 break
     assert asked == [("agent_a", None), ("agent_a", "sess_8"), ("agent_b", None)]
     assert listed == ["sess_9", "sess_8", "sess_7", "sess_6", "sess_5"]
+
+
+async def test_discovery_reads_on_past_known_sessions_when_the_server_lists_oldest_first() -> None:
+    """A server that ignores order=desc lists its new sessions last: a page holding a known
+    session does not stop the listing when it is oldest first (created_at going up)."""
+    sessions = [{"id": f"sess_{n}", "created_at": 1_700_000_000 + n} for n in range(1, 6)]
+
+    async def handler(request: web.Request) -> web.Response:
+        ids = [s["id"] for s in sessions]
+        start = ids.index(request.query["after"]) + 1 if "after" in request.query else 0
+        return web.json_response({"data": sessions[start:start + 2],
+                                  "has_more": start + 2 < len(sessions)})
+
+    listed: list[str] = []
+    async with served(("GET", "/v1/agents/sessions", handler)) as server, \
+            make_client(server.url, agents=("agent_a",)) as client:
+        after: str | None = None
+        while True:
+            page, after = await client.list_threads(after=after, known={"sess_1"}.__contains__)
+            listed += page
+            if after is None:
+                break
+    assert listed == ["sess_1", "sess_2", "sess_3", "sess_4", "sess_5"]

@@ -9,6 +9,7 @@ the turn and its call ids, so a retry after a lost answer is applied once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Self
@@ -225,7 +226,9 @@ class SessionsClient:
         """One page of sessions, newest first, of one agent of ``[watch] agents`` at a time.
 
         An agent's listing stops at its first page that holds a ``known`` session: older ones
-        were seen by an earlier listing. The cursor is ``<agent index>:<session id>``.
+        were seen by an earlier listing. A page that lists an older session before a newer one
+        (a server that ignores ``order``) does not stop it: its new sessions come last. The
+        cursor is ``<agent index>:<session id>``.
         """
         index, _, cursor = (after or "0:").partition(":")
         agent = self._agents[int(index)]
@@ -244,7 +247,8 @@ class SessionsClient:
         if len(session_ids) < len(found):
             log.warning("the session listing holds ids no API issues; skipping them",
                         skipped=len(found) - len(session_ids))
-        met_known = known is not None and any(known(s) for s in session_ids)
+        met_known = (known is not None and _newest_first(listed)
+                     and any(known(s) for s in session_ids))
         if answer.data.get("has_more") is True and session_ids and not met_known:
             return session_ids, f"{index}:{session_ids[-1]}"
         following = int(index) + 1
@@ -318,3 +322,17 @@ class SessionsClient:
             return None
         return session_run(endpoint, event.get("session"), session_id)
 
+
+
+def _newest_first(listed: Sequence[object]) -> bool:
+    """Whether the page's ``created_at`` never goes up (sessions without one count as equal):
+    only a newest-first listing may stop at the first page that holds a known session."""
+    times = [_created_at(item) for item in listed]
+    return all(newer >= older for newer, older in itertools.pairwise(times))
+
+
+def _created_at(item: object) -> float:
+    value = item.get("created_at") if isinstance(item, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if abs(value) < 1e300 else 0.0
