@@ -323,7 +323,6 @@ class SessionsClient:
         return session_run(endpoint, event.get("session"), session_id)
 
 
-
 def _newest_first(listed: Sequence[object]) -> bool:
     """Whether the page's ``created_at`` never goes up (sessions without one count as equal):
     only a newest-first listing may stop at the first page that holds a known session."""
