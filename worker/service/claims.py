@@ -7,8 +7,10 @@ next holder resubmits instead of recomputing) when they were not delivered.
 
 The calls of a round the run took from us are remembered one by one too: a server that applies
 a turn's results one at a time may show some of them still pending right after it took them
-all, and that subset is not a round to answer again. (Calls of a round refused or answered
-elsewhere are not: those still pending are a round of their own.)
+all, and that subset is not a round to answer again; nor is a read that shows one of them next
+to newer calls (a lagging read, a server listing a turn's calls one by one): answering it would
+answer that call twice, and the newer calls come back on their own. (Calls of a round refused
+or answered elsewhere are not remembered: those still pending are a round of their own.)
 """
 
 from __future__ import annotations
@@ -135,8 +137,8 @@ class ClaimStore:
             return None
 
     async def try_claim(self, round_: Round) -> bool:
-        """Take the round; False when it is (or was) someone's already, or when every one of
-        its calls belongs to a round that was settled."""
+        """Take the round; False when it is (or was) someone's already, or when any of its
+        calls belongs to a round the run took from us."""
         raise NotImplementedError
 
     async def renew(self, round_: Round) -> bool:
@@ -186,7 +188,7 @@ class LocalClaims(ClaimStore):
 
     async def try_claim(self, round_: Round) -> bool:
         self._prune()
-        if round_.key in self._until or _all_answered(round_, self._answered):
+        if round_.key in self._until or _any_answered(round_, self._answered):
             return False
         self._until[round_.key] = time.monotonic() + self._ttl_s
         return True
@@ -221,14 +223,13 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def _all_answered(round_: Round, answered: OrderedDict[tuple[str, str], float]) -> bool:
-    return bool(round_.call_ids) and all(
-        (round_.thread_id, call_id) in answered for call_id in round_.call_ids)
+def _any_answered(round_: Round, answered: OrderedDict[tuple[str, str], float]) -> bool:
+    return any((round_.thread_id, call_id) in answered for call_id in round_.call_ids)
 
 
-# A round is refused when claimed, or when each of its calls (KEYS[2..]) was settled.
+# A round is refused when claimed, or when any of its calls (KEYS[2..]) was answered by us.
 _CLAIM = """
-if #KEYS > 1 and redis.call('exists', unpack(KEYS, 2)) == #KEYS - 1 then
+if #KEYS > 1 and redis.call('exists', unpack(KEYS, 2)) > 0 then
   return 0
 end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
