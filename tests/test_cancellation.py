@@ -18,8 +18,8 @@ ROUND = Round(thread_id="thread_1", run_id="run_1", assistant_id="asst_1", expir
               tool_calls=(CALL,), detected_at=0.0)
 
 
-def run(status: RunStatus, *, calls: tuple[ToolCall, ...] = ()) -> Run:
-    return Run(id="run_1", thread_id="thread_1", assistant_id="asst_1", status=status,
+def run(status: RunStatus, *, calls: tuple[ToolCall, ...] = (), run_id: str = "run_1") -> Run:
+    return Run(id=run_id, thread_id="thread_1", assistant_id="asst_1", status=status,
                expires_at=None, required_action_type="submit_tool_outputs" if calls else None,
                tool_calls=calls)
 
@@ -51,6 +51,8 @@ async def work_until(api: Api) -> str:
     run(RunStatus.REQUIRES_ACTION, calls=(CALL,)),
     run(RunStatus.UNKNOWN),  # a status the worker cannot read (a session paused at its budget)
     ApiError("the API answered 503", endpoint="retrieve_run"),
+    # A session whose reads lag: the turn before this one still waits, read after read.
+    run(RunStatus.REQUIRES_ACTION, calls=(ToolCall("call_0", "add", "{}"),), run_id="turn_0"),
 ])
 async def test_a_run_that_may_still_wait_lets_the_handlers_finish(answer: Run | Exception) -> None:
     api = Api(answer)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 SESSIONS, TURNS = 4, 4
 # nap: handlers still running when the worker checks whether the turn still waits for them.
-TURN = [("add", {"a": 1, "b": 2}), ("nap", {"seconds": 0.1}), ("boom", {})]
+TURN = [("add", {"a": 1, "b": 2}), ("nap", {"seconds": 0.25}), ("boom", {})]
 
 
 def quirky_worker(api: QuirkyAgents, sessions: list[str], *, discover: bool = False) -> Worker:

@@ -84,6 +84,11 @@ async def _until_moved_on(
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
     if run.waits_for(round_) or run.status is RunStatus.UNKNOWN:
         return None  # a status the worker cannot read says nothing about the round: work on
+    if run.wants_tool_outputs and run.id != round_.run_id:
+        # An Agents API session waiting for another turn: lagging reads (the state before our
+        # last answer, however many in a row) or another turn listed first; they say nothing
+        # of this one. The submission will say.
+        return None
     if run.status is RunStatus.EXPIRED:
         return SubmitOutcome.EXPIRED
     if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
