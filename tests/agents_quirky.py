@@ -322,17 +322,18 @@ class QuirkyAgents:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
-        if "keepalive_stream" in self.quirks:
-            while True:  # until the client or the server goes
-                await response.write(b": keep-alive\n\n")
-                await asyncio.sleep(0.05)
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         session.listeners.append(queue)
         try:
+            while "keepalive_stream" in self.quirks:  # until the client or the server goes
+                await response.write(b": keep-alive\n\n")
+                await asyncio.sleep(0.05)
             while (event := await queue.get()) is not None:
                 await response.write(self._sse(event))
                 if "stream_closes" in self.quirks:
                     break
+        except ConnectionResetError:  # the client went
+            pass
         finally:
             session.listeners.remove(queue)
         return response
