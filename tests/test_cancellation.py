@@ -51,8 +51,10 @@ async def work_until(api: Api) -> str:
     run(RunStatus.REQUIRES_ACTION, calls=(CALL,)),
     run(RunStatus.UNKNOWN),  # a status the worker cannot read (a session paused at its budget)
     ApiError("the API answered 503", endpoint="retrieve_run"),
-    # A session whose reads lag: the turn before this one still waits, read after read.
+    # A session whose reads lag: the turn before this one still waits, read after read, or
+    # this turn still waits for the calls answered before this round's were listed.
     run(RunStatus.REQUIRES_ACTION, calls=(ToolCall("call_0", "add", "{}"),), run_id="turn_0"),
+    run(RunStatus.REQUIRES_ACTION, calls=(ToolCall("call_0", "add", "{}"),)),
 ])
 async def test_a_run_that_may_still_wait_lets_the_handlers_finish(answer: Run | Exception) -> None:
     api = Api(answer)

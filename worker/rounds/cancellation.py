@@ -84,10 +84,10 @@ async def _until_moved_on(
 def _moved_on(run: Run, round_: Round) -> SubmitOutcome | None:
     if run.waits_for(round_) or run.status is RunStatus.UNKNOWN:
         return None  # a status the worker cannot read says nothing about the round: work on
-    if run.wants_tool_outputs and run.id != round_.run_id:
-        # An Agents API session waiting for another turn: lagging reads (the state before our
-        # last answer, however many in a row) or another turn listed first; they say nothing
-        # of this one. The submission will say.
+    if run.wants_tool_outputs:
+        # Waiting for other calls: of another turn, or of this one before our last answer
+        # (lagging reads, however many in a row), or another turn listed first. That says
+        # nothing of this round; its submission will.
         return None
     if run.status is RunStatus.EXPIRED:
         return SubmitOutcome.EXPIRED
