@@ -101,7 +101,9 @@ EXERCISED = {"two_turns": "two turns listed", "partial_actions": "part of a turn
 
 
 CASES = {"plain": set(), **{quirk: {quirk} for quirk in QUIRKS},
-         "lagging_reads_polled": {"lagging_reads", "no_stream"}, "together": TOGETHER}
+         "lagging_reads_polled": {"lagging_reads", "no_stream"},
+         "lagging_partial": {"lagging_reads", "partial_actions", "stream_closes"},
+         "together": TOGETHER}
 
 
 @pytest.mark.parametrize("quirks", list(CASES.values()), ids=list(CASES))
