@@ -327,3 +327,25 @@ async def test_one_stale_read_after_a_failed_submission_does_not_give_the_round_
     submitter = Submitter(api, Metrics(), retry=RetryPolicy(3, base_s=0.001))  # type: ignore[arg-type]
     assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
     assert api.submissions == 2
+
+
+class RevealsOneByOne(StaleOnce):
+    """A server listing a turn's calls one by one: after a 429, the read shows the round's
+    call beside a newer one; the round is still to be answered."""
+
+    async def retrieve_run(self, thread_id: str, run_id: str, **_: Any) -> Run:
+        self.reads += 1
+        newer = ToolCall("call_2", "add", "{}")
+        return Run(id=run_id, thread_id=thread_id, assistant_id="asst_1",
+                   status=RunStatus.REQUIRES_ACTION, expires_at=None,
+                   required_action_type="submit_tool_outputs",
+                   tool_calls=(*self.round.tool_calls, newer))
+
+
+async def test_a_read_back_showing_newer_calls_beside_the_rounds_keeps_the_round() -> None:
+    round_ = Round("thread_1", "run_1", "asst_1", None,
+                   (ToolCall("call_1", "add", "{}"),), detected_at=0.0)
+    api = RevealsOneByOne(round_)
+    submitter = Submitter(api, Metrics(), retry=RetryPolicy(3, base_s=0.001))  # type: ignore[arg-type]
+    assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
+    assert api.submissions == 2

@@ -213,9 +213,10 @@ class Run:
             call.id for call in self.approval_calls)
 
     def waits_for(self, round_: Round) -> bool:
-        """True when the run still waits for this round's answers (outputs or approvals)."""
+        """True when the run still waits for every answer of this round (outputs or
+        approvals), perhaps beside newer calls (a server listing a turn's calls one by one)."""
         return (self.wants_tool_outputs or self.wants_approvals) and (
-            self.call_ids == round_.call_ids)
+            round_.call_ids <= self.call_ids)
 
 
 @dataclass(frozen=True, slots=True)

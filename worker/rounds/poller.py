@@ -391,7 +391,7 @@ class Poller(WatchedThreads):
         run = self._held_back.pop(watch.thread_id, None)
         if run is not None and run.status.is_terminal:
             self._set_run(watch, None)
-        if run is not None and run.wants_tool_outputs and not run.waits_for(round_):
+        if run is not None and run.wants_tool_outputs and run.call_ids != round_.call_ids:
             self._timeline.schedule(watch, 0.0)  # the next round came before this one was done: read it
         elif poll_after_s is not None and poll_after_s != math.inf:
             self._timeline.schedule(watch, poll_after_s)  # not claimed here: look again, as when polled
