@@ -128,6 +128,15 @@ async def test_a_part_of_a_round_given_back_or_refused_is_a_round() -> None:
     assert await claims.try_claim(in_thread("sess_b", "turn_1", "call_b"))
 
 
+async def test_a_call_id_used_again_in_the_next_turn_is_a_new_call() -> None:
+    """Servers that number calls per turn reuse call_1 in every turn of a session."""
+    claims = LocalClaims()
+    first = in_thread("sess_a", "turn_1", "call_1")
+    assert await claims.try_claim(first)
+    await claims.done(first, answered=True)
+    assert await claims.try_claim(in_thread("sess_a", "turn_2", "call_1"))
+
+
 def test_rounds_of_the_same_run_are_different_claims() -> None:
     """Each round has new tool call ids, so it is its own claim."""
     assert make_round("run_1", "a").key != make_round("run_1", "b").key

@@ -69,6 +69,9 @@ async def test_rounds_of_two_threads_with_the_same_ids_and_parts_of_settled_roun
         assert await b.try_claim(in_thread("sess_a", "call_c"))
         await b.done(in_thread("sess_b", "call_a", "call_b"))  # refused: not taken from us
         assert await a.try_claim(in_thread("sess_b", "call_b"))
+        next_turn = Round("sess_a", "turn_2", "asst_1", None, (ToolCall("call_a", "add", "{}"),),
+                          0.0)
+        assert await a.try_claim(next_turn), "call ids numbered per turn come again"
     finally:
         await a.aclose()
         await b.aclose()

@@ -175,7 +175,9 @@ class LocalClaims(ClaimStore):
         self._ttl_s = ttl_s
         self._until: OrderedDict[tuple[str, str, frozenset[str]], float] = OrderedDict()
         self._outputs: dict[tuple[str, str, frozenset[str]], list[ToolOutput]] = {}
-        self._answered: OrderedDict[tuple[str, str], float] = OrderedDict()  # thread, call
+        # (thread, run, call): a call id is answered within its run (turn); servers that
+        # number calls per turn reuse "call_1" in every turn of a session.
+        self._answered: OrderedDict[tuple[str, str, str], float] = OrderedDict()
 
     def _prune(self) -> None:
         # Oldest first, so pruning stops at the first live one: O(1) per claim on average.
@@ -202,8 +204,9 @@ class LocalClaims(ClaimStore):
             return
         until = time.monotonic() + self._ttl_s
         for call_id in sorted(round_.call_ids):
-            self._answered.pop((round_.thread_id, call_id), None)  # kept in expiry order
-            self._answered[(round_.thread_id, call_id)] = until
+            key = (round_.thread_id, round_.run_id, call_id)
+            self._answered.pop(key, None)  # kept in expiry order
+            self._answered[key] = until
 
     async def release(self, round_: Round) -> None:
         self._until.pop(round_.key, None)
@@ -223,8 +226,9 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def _any_answered(round_: Round, answered: OrderedDict[tuple[str, str], float]) -> bool:
-    return any((round_.thread_id, call_id) in answered for call_id in round_.call_ids)
+def _any_answered(round_: Round, answered: OrderedDict[tuple[str, str, str], float]) -> bool:
+    return any((round_.thread_id, round_.run_id, call_id) in answered
+               for call_id in round_.call_ids)
 
 
 # A round is refused when claimed, or when any of its calls (KEYS[2..]) was answered by us.
@@ -289,7 +293,7 @@ class RedisClaims(ClaimStore):
         return f"{self._prefix}:{kind}:{digest}"
 
     def _answered(self, round_: Round) -> list[str]:
-        return [f"{self._prefix}:answered:{_digest(round_.thread_id, call_id)}"
+        return [f"{self._prefix}:answered:{_digest(round_.thread_id, round_.run_id, call_id)}"
                 for call_id in sorted(round_.call_ids)]
 
     async def try_claim(self, round_: Round) -> bool:
