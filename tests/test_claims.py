@@ -137,6 +137,18 @@ async def test_a_call_id_used_again_in_the_next_turn_is_a_new_call() -> None:
     assert await claims.try_claim(in_thread("sess_a", "turn_2", "call_1"))
 
 
+async def test_runs_rounds_reusing_call_ids_are_answered_when_calls_are_not_remembered() -> None:
+    """Assistants runs come whole, and some servers number call ids per run: round 2's call_1
+    is not round 1's, so the runs' claims remember rounds, not calls."""
+    claims = LocalClaims()
+    claims.remember_calls = False
+    async with claims.hold(in_thread("thread_1", "run_1", "call_1")) as first:
+        assert first is not None
+        first.outcome = SubmitOutcome.OK
+    async with claims.hold(in_thread("thread_1", "run_1", "call_1", "call_2")) as second:
+        assert second is not None
+
+
 def test_rounds_of_the_same_run_are_different_claims() -> None:
     """Each round has new tool call ids, so it is its own claim."""
     assert make_round("run_1", "a").key != make_round("run_1", "b").key

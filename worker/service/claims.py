@@ -64,6 +64,10 @@ class ClaimStore:
     """
 
     lease_s: float | None = None  # claims expire unless renewed (None: they never do)
+    # Remember the calls of a round the run took (a protocol whose turns are shown split, the
+    # Agents API). Not for runs: their rounds come whole, and some servers number call ids per
+    # run, so a later round's call_1 is not the earlier one's.
+    remember_calls: bool = True
 
     @asynccontextmanager
     async def hold(self, round_: Round) -> AsyncIterator[Held | None]:
@@ -116,7 +120,8 @@ class ClaimStore:
     async def _settle(self, round_: Round, outcome: SubmitOutcome | None) -> None:
         try:
             if outcome is not None and outcome.settled:
-                await self.done(round_, answered=outcome is SubmitOutcome.OK)
+                await self.done(round_, answered=self.remember_calls
+                                and outcome is SubmitOutcome.OK)
             else:  # not delivered, and the run may still wait: the next poll takes it again
                 await self.release(round_)
         except CoordinationError as exc:
@@ -343,12 +348,15 @@ class RedisClaims(ClaimStore):
 
 
 @asynccontextmanager
-async def open_claim_store(settings: CoordinationSettings, *, owner: str) -> AsyncIterator[ClaimStore]:
+async def open_claim_store(
+    settings: CoordinationSettings, *, owner: str, remember_calls: bool = True,
+) -> AsyncIterator[ClaimStore]:
     """The store ``[coordination]`` asks for, closed on the way out."""
     store: ClaimStore = LocalClaims()
     if settings.backend == "redis":
         store = RedisClaims.from_url(settings.redis_url, owner=owner, lease_s=settings.lease_s,
                                      prefix=settings.key_prefix)
+    store.remember_calls = remember_calls
     try:
         yield store
     finally:

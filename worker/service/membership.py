@@ -295,7 +295,8 @@ async def open_coordination(settings: Settings, *, budget: RequestBudget,
     (who polls which thread, each one's part of the budget, who lists the threads)."""
     name = replica_name()
     async with (
-        open_claim_store(settings.coordination, owner=name) as claims,
+        open_claim_store(settings.coordination, owner=name,
+                         remember_calls=settings.api.backend == "agents") as claims,
         open_membership(settings.coordination, name=name, budget=budget,
                         wants_lease=settings.watch.discover) as members,
     ):
