@@ -281,6 +281,9 @@ async def test_a_call_unknown_for_longer_is_a_passing_failure_not_a_refusal() ->
 
 
 @pytest.mark.parametrize(("turn", "expected"), [
+    ({"id": "turn_1", "status": "requires_action"}, RunStatus.UNKNOWN),  # one read lags
+    ({"id": "turn_1", "status": "in_progress"}, RunStatus.UNKNOWN),
+    ({"id": "turn_1", "status": "no-such-status"}, RunStatus.COMPLETED),
     ({"id": "turn_1", "status": "cancelled"}, RunStatus.CANCELLED),
     ({"id": "turn_1", "status": "failed"}, RunStatus.FAILED),
     (None, RunStatus.COMPLETED)])

@@ -158,7 +158,8 @@ class SessionsClient:
     async def _turn_status(
         self, session_id: str, turn_id: str, *, lane: Lane, timeout_s: float | None
     ) -> RunStatus:
-        """How the turn ended; ``completed`` when the API does not say (the session is idle)."""
+        """How the turn ended; ``completed`` when the API does not say (the session is idle);
+        ``unknown`` when the turn itself says it goes on."""
         try:
             answer = await self._transport.request(
                 "GET", "retrieve_turn",
@@ -167,7 +168,11 @@ class SessionsClient:
         except NotFound:
             return RunStatus.COMPLETED
         status = turn_status(answer.data)
-        return status if status.is_terminal else RunStatus.COMPLETED
+        if status.is_terminal or status is RunStatus.UNKNOWN:
+            return status if status.is_terminal else RunStatus.COMPLETED
+        # The turn says it goes on while the session shows none waiting: one of the two reads
+        # lags. Unknown: nothing is decided on it (the handlers go on; the round is kept).
+        return RunStatus.UNKNOWN
 
     async def list_runs(
         self, thread_id: str, *, limit: int = 1, order: str = "desc", lane: Lane = Lane.ACTIVE,

@@ -55,6 +55,7 @@ _TURN_STATUSES = {
     "queued": RunStatus.QUEUED,
     "in_progress": RunStatus.IN_PROGRESS,
     "waiting": RunStatus.REQUIRES_ACTION,
+    "requires_action": RunStatus.REQUIRES_ACTION,
     "completed": RunStatus.COMPLETED,
     "failed": RunStatus.FAILED,
     "cancelled": RunStatus.CANCELLED,

@@ -218,8 +218,8 @@ def _classify(run: Run, round_: Round, maybe_applied: bool) -> SubmitOutcome | N
     if run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING):
         log.info("the run was cancelled before it took the outputs")
         return SubmitOutcome.CANCELLED
-    if run.waits_for(round_):
-        return None
+    if run.waits_for(round_) or run.status is RunStatus.UNKNOWN:
+        return None  # waits, or a status that says nothing of the round: try again
     if maybe_applied:
         log.info("the answer to our submission was lost, but the run took the outputs")
         return SubmitOutcome.OK
