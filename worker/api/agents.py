@@ -21,7 +21,7 @@ import structlog
 from worker import ids
 from worker.api.budget import Lane
 from worker.api.responses import items
-from worker.api.session_wire import session_run, turn_status
+from worker.api.session_wire import seconds, session_run, turn_status
 from worker.api.sse import QUIET_END_S, read_events
 from worker.api.transport import Transport
 from worker.errors import ApiError, ApiStatusError, BadAnswer, NotFound, RunNotActionable
@@ -168,8 +168,10 @@ class SessionsClient:
         except NotFound:
             return RunStatus.COMPLETED
         status = turn_status(answer.data)
-        if status.is_terminal or status is RunStatus.UNKNOWN:
-            return status if status.is_terminal else RunStatus.COMPLETED
+        if status.is_terminal:
+            return status
+        if status is RunStatus.UNKNOWN:  # a status no document names: the session is idle
+            return RunStatus.COMPLETED
         # The turn says it goes on while the session shows none waiting: one of the two reads
         # lags. Unknown: nothing is decided on it (the handlers go on; the round is kept).
         return RunStatus.UNKNOWN
@@ -331,12 +333,6 @@ class SessionsClient:
 def _newest_first(listed: Sequence[object]) -> bool:
     """Whether the page's ``created_at`` never goes up (sessions without one count as equal):
     only a newest-first listing may stop at the first page that holds a known session."""
-    times = [_created_at(item) for item in listed]
+    times = [seconds(item.get("created_at") if isinstance(item, dict) else None)
+             for item in listed]
     return all(newer >= older for newer, older in itertools.pairwise(times))
-
-
-def _created_at(item: object) -> float:
-    value = item.get("created_at") if isinstance(item, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value) if abs(value) < 1e300 else 0.0

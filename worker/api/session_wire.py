@@ -39,7 +39,7 @@ from worker.models import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["SUBMIT_ACTION", "session_run", "turn_status"]
+__all__ = ["SUBMIT_ACTION", "seconds", "session_run", "turn_status"]
 
 SUBMIT_ACTION = "submit_tool_outputs"
 
@@ -99,7 +99,7 @@ def _session_run(data: object, session_id: str, asked: str | None) -> Run:
         id=session_id, thread_id=session_id,
         assistant_id=agent_id if isinstance(agent_id, str) else "",
         status=status, expires_at=None, required_action_type=None, tool_calls=(),
-        created_at=_seconds(data.get("created_at")),
+        created_at=seconds(data.get("created_at")),
         metadata=parse_metadata(data.get("metadata")),
     )
     if status is not RunStatus.REQUIRES_ACTION or not actions:
@@ -156,7 +156,7 @@ def _mcp_call(action: dict[str, Any]) -> McpCall:
                    arguments=_arguments_text(request.get("arguments")))
 
 
-def _seconds(value: object) -> float:
+def seconds(value: object) -> float:
     """A timestamp as seconds; 0.0 (unknown) unless it is a finite number a float can hold."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0

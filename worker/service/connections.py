@@ -238,9 +238,7 @@ class ConnectionGuard:
 
     def malformed(self, exc: Exception) -> None:
         """A request aiohttp could not parse: it answers 400 and closes; counted, logged rarely."""
-        self.closed["malformed"] += 1
-        if self._metrics is not None:
-            self._metrics.http_connections_closed.labels("malformed").inc()
+        self._count_malformed()
         self._malformed += 1
         now = self.clock()
         if now - self._malformed_logged_at >= ACCEPT_LOG_INTERVAL_S:
@@ -251,10 +249,13 @@ class ConnectionGuard:
     def cut_short(self, path: str) -> None:
         """A client that closed before its body arrived whole: counted as ``malformed``, and
         logged at debug (aiohttp printed a traceback for each)."""
+        self._count_malformed()
+        log.debug("a client closed its connection before the body arrived", path=path[:60])
+
+    def _count_malformed(self) -> None:
         self.closed["malformed"] += 1
         if self._metrics is not None:
             self._metrics.http_connections_closed.labels("malformed").inc()
-        log.debug("a client closed its connection before the body arrived", path=path[:60])
 
     def exception_handler(self, previous: Callable[..., Any] | None) -> Callable[..., Any]:
         """A loop exception handler: ``accept()`` failures summed into one line per interval."""
