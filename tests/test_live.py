@@ -58,6 +58,12 @@ class Listener:
         self.closed += 1
         self.closed_event.set()
 
+    async def next_close(self) -> None:
+        """Wait (5 s at most) for a stream to close; the next call waits for the one after."""
+        with anyio.fail_after(5):
+            await self.closed_event.wait()
+        self.closed_event = anyio.Event()
+
 
 async def test_a_stream_refused_404_is_not_asked_again_until_a_while_has_passed() -> None:
     now = [1000.0]
@@ -67,17 +73,14 @@ async def test_a_stream_refused_404_is_not_asked_again_until_a_while_has_passed(
     async with anyio.create_task_group() as tg:
         tg.start_soon(streams.run, listener, stopped)
         streams.want("sess_1")
-        with anyio.fail_after(5):
-            await listener.closed_event.wait()
+        await listener.next_close()
         for _ in range(50):  # a poll per interval, each saying the session can do work
             streams.want("sess_1")
             await anyio.lowlevel.checkpoint()
         assert server.opened == 1
         now[0] += REFUSED_STREAM_RETRY_S + 1
-        listener.closed_event = anyio.Event()
         streams.want("sess_1")
-        with anyio.fail_after(5):
-            await listener.closed_event.wait()
+        await listener.next_close()
         assert server.opened == 2
         stopped.set()
 
@@ -89,13 +92,10 @@ async def test_a_dropped_session_forgets_its_refusal() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(streams.run, listener, stopped)
         streams.want("sess_1")
-        with anyio.fail_after(5):
-            await listener.closed_event.wait()
+        await listener.next_close()
         streams.drop("sess_1")  # unwatched, then announced again: its stream is tried at once
-        listener.closed_event = anyio.Event()
         streams.want("sess_1")
-        with anyio.fail_after(5):
-            await listener.closed_event.wait()
+        await listener.next_close()
         assert server.opened == 2
         stopped.set()
 

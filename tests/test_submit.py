@@ -304,11 +304,15 @@ class StaleOnce:
 
     async def retrieve_run(self, thread_id: str, run_id: str, **_: Any) -> Run:
         self.reads += 1
-        waiting = self.reads != 1
-        return Run(id=run_id, thread_id=thread_id, assistant_id="asst_1",
-                   status=RunStatus.REQUIRES_ACTION if waiting else RunStatus.IN_PROGRESS,
-                   expires_at=None, required_action_type="submit_tool_outputs" if waiting
-                   else None, tool_calls=self.round.tool_calls if waiting else ())
+        return self.shown(self.round.tool_calls if self.reads != 1 else ())
+
+    def shown(self, calls: tuple[ToolCall, ...]) -> Run:
+        """The run waiting for ``calls``; in progress when there are none."""
+        return Run(id=self.round.run_id, thread_id=self.round.thread_id, assistant_id="asst_1",
+                   status=RunStatus.REQUIRES_ACTION if calls else RunStatus.IN_PROGRESS,
+                   expires_at=None,
+                   required_action_type="submit_tool_outputs" if calls else None,
+                   tool_calls=calls)
 
     async def submit_tool_outputs(self, thread_id: str, run_id: str, outputs: Any,
                                   **_: Any) -> Run:
@@ -320,13 +324,17 @@ class StaleOnce:
                    tool_calls=())
 
 
-async def test_one_stale_read_after_a_failed_submission_does_not_give_the_round_up() -> None:
+async def submitted_after_a_429(api_kind: type[StaleOnce]) -> tuple[str, int]:
+    """The round's outcome against ``api_kind``, and how many submissions it took."""
     round_ = Round("thread_1", "run_1", "asst_1", None,
                    (ToolCall("call_1", "add", "{}"),), detected_at=0.0)
-    api = StaleOnce(round_)
+    api = api_kind(round_)
     submitter = Submitter(api, Metrics(), retry=RetryPolicy(3, base_s=0.001))  # type: ignore[arg-type]
-    assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
-    assert api.submissions == 2
+    return (await submitter.submit(round_, outputs_for(round_))).outcome, api.submissions
+
+
+async def test_one_stale_read_after_a_failed_submission_does_not_give_the_round_up() -> None:
+    assert await submitted_after_a_429(StaleOnce) == ("ok", 2)
 
 
 class RevealsOneByOne(StaleOnce):
@@ -335,17 +343,8 @@ class RevealsOneByOne(StaleOnce):
 
     async def retrieve_run(self, thread_id: str, run_id: str, **_: Any) -> Run:
         self.reads += 1
-        newer = ToolCall("call_2", "add", "{}")
-        return Run(id=run_id, thread_id=thread_id, assistant_id="asst_1",
-                   status=RunStatus.REQUIRES_ACTION, expires_at=None,
-                   required_action_type="submit_tool_outputs",
-                   tool_calls=(*self.round.tool_calls, newer))
+        return self.shown((*self.round.tool_calls, ToolCall("call_2", "add", "{}")))
 
 
 async def test_a_read_back_showing_newer_calls_beside_the_rounds_keeps_the_round() -> None:
-    round_ = Round("thread_1", "run_1", "asst_1", None,
-                   (ToolCall("call_1", "add", "{}"),), detected_at=0.0)
-    api = RevealsOneByOne(round_)
-    submitter = Submitter(api, Metrics(), retry=RetryPolicy(3, base_s=0.001))  # type: ignore[arg-type]
-    assert (await submitter.submit(round_, outputs_for(round_))).outcome == "ok"
-    assert api.submissions == 2
+    assert await submitted_after_a_429(RevealsOneByOne) == ("ok", 2)
